@@ -1,0 +1,147 @@
+"""The one contract every backbone implements.
+
+Samplers, trainers, adapters, fusion and export are written against :class:`Backbone` only, so
+the embedded model and FLUX.1 Kontext are interchangeable.
+
+Conventions (rectified flow, as in FLUX and SD3; Liu et al. 2022, "Flow Straight and Fast"):
+
+* Images are float tensors ``(B, 3, H, W)`` in ``[-1, 1]``.
+* Latents are spatial tensors ``(B, C, h, w)``; the backbone packs them into tokens itself.
+* Time ``t`` runs from 1 (pure noise) to 0 (data). A noisy sample is
+  ``x_t = (1 - t) * x_0 + t * noise`` and the velocity is ``v = noise - x_0``, so
+  ``x_0 = x_t - t * v``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from torch import nn
+
+
+@dataclass
+class Condition:
+    """What a backbone is conditioned on besides the image: an encoded prompt or instruction.
+
+    ``tensors`` are backbone-specific (prompt embeddings for Kontext, instruction ids for the
+    embedded model) with the batch first; ``prompts`` keeps the text for metadata and logs.
+    """
+
+    prompts: list[str]
+    tensors: dict[str, torch.Tensor]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Condition":
+        moved = {}
+        for key, value in self.tensors.items():
+            moved[key] = value.to(device, dtype) if dtype is not None and value.is_floating_point() else value.to(device)
+        return Condition(self.prompts, moved)
+
+    def repeat(self, times: int) -> "Condition":
+        """The same condition for a batch ``times`` as large (used by batched training)."""
+        return Condition(self.prompts * times, {k: v.repeat_interleave(times, dim=0) for k, v in self.tensors.items()})
+
+
+class Backbone(abc.ABC):
+    """An image-editing flow model that adapters can wrap.
+
+    Attributes:
+        name: a short id stored with adapters, so one trained for another backbone is refused.
+        transformer: the ``nn.Module`` whose linear layers adapters wrap (its module names follow
+            diffusers' ``FluxTransformer2DModel``: ``transformer_blocks.0.attn.to_q`` ...).
+        native_resolution: the side, in pixels, of the square whose area the model works at.
+        resolution_multiple: image sides must be multiples of this.
+        default_steps: sampling steps used when the caller gives none.
+    """
+
+    name: str
+    transformer: nn.Module
+    native_resolution: int
+    resolution_multiple: int
+    default_steps: int = 10
+    scheduler_shift: float = 1.0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the transformer computes in."""
+        return next(self.transformer.parameters()).dtype
+
+    @abc.abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in ``[-1, 1]`` to latents ``(B, C, h, w)``."""
+
+    @abc.abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, C, h, w)`` to images ``(B, 3, H, W)`` in ``[-1, 1]`` (not clamped)."""
+
+    @abc.abstractmethod
+    def encode_prompt(self, prompts: list[str]) -> Condition:
+        """Encode one prompt per batch item. An empty prompt means the backbone's default."""
+
+    @abc.abstractmethod
+    def predict_velocity(
+        self,
+        noisy: torch.Tensor,
+        timestep: torch.Tensor,
+        source: torch.Tensor | None,
+        condition: Condition,
+        **transformer_kwargs: Any,
+    ) -> torch.Tensor:
+        """Predict the flow velocity ``noise - x_0``.
+
+        Args:
+            noisy: latents ``x_t`` of shape ``(B, C, h, w)``.
+            timestep: ``t`` in ``[0, 1]``, shape ``(B,)``.
+            source: latents of the image to edit, ``(B, C, h, w)``, or ``None`` for generation.
+            condition: from :meth:`encode_prompt`, batch ``B``.
+            transformer_kwargs: passed to the transformer call (``joint_attention_kwargs``).
+
+        Returns:
+            The velocity, shape ``(B, C, h, w)``, in the dtype of ``noisy``.
+        """
+
+    @abc.abstractmethod
+    def adapter_targets(self) -> list[str]:
+        """Qualified names of the linear layers in :attr:`transformer` that adapters may wrap."""
+
+    def make_scheduler(self) -> FlowMatchEulerDiscreteScheduler:
+        """The flow-matching scheduler whose sigmas the sampler walks."""
+        return FlowMatchEulerDiscreteScheduler(shift=self.scheduler_shift)
+
+    def schedule_kwargs(self, latents_shape: torch.Size) -> dict[str, Any]:
+        """Extra ``set_timesteps`` arguments for a latent shape (FLUX's resolution-dependent ``mu``)."""
+        return {}
+
+    def latent_noise(self, latents_shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+        """Standard normal noise of a latent shape, drawn on the CPU so seeds match across devices."""
+        return torch.randn(latents_shape, generator=generator, dtype=torch.float32).to(self.device)
+
+    def fit_size(self, width: int, height: int) -> tuple[int, int]:
+        """The working size for a photo: the native area, the photo's aspect ratio, sides rounded
+        to :attr:`resolution_multiple`."""
+        multiple = self.resolution_multiple
+        scale = (self.native_resolution**2 / (width * height)) ** 0.5
+        new_width = max(multiple, round(width * scale / multiple) * multiple)
+        new_height = max(multiple, round(height * scale / multiple) * multiple)
+        return new_width, new_height
+
+
+def linear_layer_names(module: nn.Module, include: tuple[str, ...]) -> list[str]:
+    """Names of ``nn.Linear`` submodules whose qualified name contains one of ``include``'s
+    substrings and sits in a transformer block (the layers FLUX LoRAs wrap)."""
+    names = []
+    for name, child in module.named_modules():
+        if not isinstance(child, nn.Linear):
+            continue
+        if not (name.startswith("transformer_blocks.") or name.startswith("single_transformer_blocks.")):
+            continue
+        if any(part in name for part in include):
+            names.append(name)
+    return names

@@ -1,0 +1,29 @@
+"""Packing spatial tensors into token sequences and back (ViT / FLUX patchify)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pack(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(B, C, H, W)`` to ``(B, (H/p)*(W/p), C*p*p)``, patches in row-major order."""
+    batch, channels, height, width = images.shape
+    rows, cols = height // patch_size, width // patch_size
+    patches = images.reshape(batch, channels, rows, patch_size, cols, patch_size)
+    return patches.permute(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, channels * patch_size * patch_size)
+
+
+def unpack(tokens: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`pack`: ``(B, N, C*p*p)`` to ``(B, C, H, W)``."""
+    batch, _, features = tokens.shape
+    channels = features // (patch_size * patch_size)
+    rows, cols = height // patch_size, width // patch_size
+    patches = tokens.reshape(batch, rows, cols, channels, patch_size, patch_size)
+    return patches.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
+
+
+def grid_positions(rows: int, cols: int, first: float = 0.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """FLUX-style position ids ``(rows*cols, 3)``: (``first``, row, column) per token."""
+    row_ids = torch.arange(rows, device=device, dtype=torch.float32).repeat_interleave(cols)
+    col_ids = torch.arange(cols, device=device, dtype=torch.float32).repeat(rows)
+    return torch.stack([torch.full_like(row_ids, first), row_ids, col_ids], dim=1)
