@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from engine.backbones.base import Backbone, Condition, linear_layer_names
 from engine.backbones.embedded.config import PRESETS, EmbeddedConfig
 from engine.backbones.embedded.instructions import DEFAULT_ID, GENERATE, IDENTITY, INSTRUCTIONS, instruction_id
 from engine.backbones.embedded.model import EmbeddedEditor
-from engine.configuration import from_dict
+from engine.configuration import from_dict, to_dict
 from engine.errors import InputError
+from engine.files import atomic_path, write_text_atomic
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets" / "base"
 WEIGHTS_FILE = "model.safetensors"
@@ -57,6 +58,15 @@ class EmbeddedBackbone(Backbone):
         model = EmbeddedEditor(config)
         model.load_state_dict(load_file(folder / WEIGHTS_FILE))
         return cls(model, dtype=dtype)
+
+    def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write ``config.json`` (the model config plus ``extra`` facts such as training settings)
+        and ``model.safetensors`` to ``folder``, each atomically."""
+        folder = Path(folder)
+        state = {name: tensor.detach().float().contiguous() for name, tensor in self.model.state_dict().items()}
+        with atomic_path(folder / WEIGHTS_FILE) as temporary:
+            save_file(state, temporary, metadata={"format": "pt", "backbone": self.name})
+        write_text_atomic(folder / CONFIG_FILE, json.dumps({"backbone": self.name, "model": to_dict(self.config), **(extra or {})}, indent=2))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device, torch.float32)
