@@ -19,6 +19,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary_path = Path(temporary)
+    # mkstemp makes owner-only files; a saved photo or model should be readable like any other file.
+    os.chmod(temporary_path, 0o644)
     try:
         yield temporary_path
         with open(temporary_path, "rb+") as written:

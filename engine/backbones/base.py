@@ -133,14 +133,27 @@ class Backbone(abc.ABC):
         return new_width, new_height
 
 
-def linear_layer_names(module: nn.Module, include: tuple[str, ...]) -> list[str]:
-    """Names of ``nn.Linear`` submodules whose qualified name contains one of ``include``'s
-    substrings and sits in a transformer block (the layers FLUX LoRAs wrap)."""
+# Module-name fragments of the linear layers adapters wrap in a FLUX-style transformer block:
+# attention projections of both streams, both feed-forwards, and the single blocks' MLP and output.
+ADAPTABLE_LAYERS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
+                    "attn.add_v_proj", "attn.to_add_out", "ff.net", "ff_context.net", "proj_mlp", "proj_out")
+
+
+def linear_layer_names(module: nn.Module, include: tuple[str, ...] = ADAPTABLE_LAYERS) -> list[str]:
+    """Names of the linear layers in transformer blocks whose qualified name contains one of
+    ``include``'s substrings (the layers FLUX LoRAs wrap).
+
+    A layer an adapter already wraps (peft's or Atelier's: a module with a ``base_layer``) is
+    listed under its own name, and the adapter's inner modules are not listed, so the answer is
+    the same before and after wrapping.
+    """
     names = []
     for name, child in module.named_modules():
-        if not isinstance(child, nn.Linear):
+        parts = name.split(".")
+        if "base_layer" in parts or any(part.startswith("lora_") for part in parts):
             continue
-        if not (name.startswith("transformer_blocks.") or name.startswith("single_transformer_blocks.")):
+        is_linear = isinstance(child, nn.Linear) or isinstance(getattr(child, "base_layer", None), nn.Linear)
+        if not is_linear or parts[0] not in ("transformer_blocks", "single_transformer_blocks"):
             continue
         if any(part in name for part in include):
             names.append(name)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.backbones.base import Backbone, Condition, linear_layer_names
+from engine.backbones.base import ADAPTABLE_LAYERS, Backbone, Condition, linear_layer_names
 from engine.backbones.embedded.config import PRESETS, EmbeddedConfig
 from engine.backbones.embedded.instructions import DEFAULT_ID, GENERATE, IDENTITY, INSTRUCTIONS, instruction_id
 from engine.backbones.embedded.model import EmbeddedEditor
@@ -20,9 +20,6 @@ from engine.files import atomic_path, write_text_atomic
 ASSETS = Path(__file__).resolve().parents[3] / "assets" / "base"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-# Every linear layer inside a block: attention projections, feed-forward and single-block MLPs.
-ADAPTABLE = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
-             "attn.add_v_proj", "attn.to_add_out", "ff.net", "ff_context.net", "proj_mlp", "proj_out")
 
 
 class EmbeddedBackbone(Backbone):
@@ -95,4 +92,4 @@ class EmbeddedBackbone(Backbone):
         return (noisy - clean) / time
 
     def adapter_targets(self) -> list[str]:
-        return linear_layer_names(self.transformer, ADAPTABLE)
+        return linear_layer_names(self.transformer, ADAPTABLE_LAYERS)

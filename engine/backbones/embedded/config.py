@@ -19,7 +19,7 @@ class EmbeddedConfig:
     head_dim: int = option(64, "Channels per attention head; the width is num_heads * head_dim.")
     instruction_tokens: int = option(4, "Learned tokens per instruction, the model's 'text' sequence.")
     instruction_dim: int = option(64, "Width of an instruction token before the context embedder.")
-    min_timestep: float = option(0.02, "Smallest t the velocity is divided by when converting the x_0 prediction.")
+    min_timestep: float = option(0.05, "Smallest t the velocity is divided by when converting the x_0 prediction.")
     default_steps: int = option(8, "Euler steps of an edit when the caller gives none.")
 
     def __post_init__(self) -> None:
