@@ -1,0 +1,47 @@
+"""Command-line options built from typed config dataclasses, so each help text is written once:
+in the field's ``metadata["help"]`` (see :func:`engine.configuration.option`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from engine.configuration import help_of
+
+# Field types a single command-line value can stand for.
+SCALAR_TYPES = (int, float, str)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, names: tuple[str, ...] | None = None) -> None:
+    """Add ``--field-name`` options for the scalar fields of ``config_type`` (all, or ``names``),
+    with the field's default and help text. Booleans become ``--flag/--no-flag``."""
+    for field in _fields(config_type, names):
+        flag = "--" + field.name.replace("_", "-")
+        # argparse %-formats help texts, so a literal percent sign must be doubled.
+        help_text = help_of(config_type, field.name).replace("%", "%%") + " (default: %(default)s)"
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
+        elif isinstance(field.default, SCALAR_TYPES):
+            metavar = field.name.upper()
+            parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default, metavar=metavar, help=help_text)
+        else:
+            # A programming error, not a user one: the command asked for a field no flag can hold.
+            raise TypeError(f"{config_type.__name__}.{field.name} has no scalar default; it cannot be a command-line option")
+
+
+def config_from_args(config_type: type, args: argparse.Namespace, names: tuple[str, ...] | None = None) -> Any:
+    """Build ``config_type`` from the options :func:`add_config_arguments` added; its validation
+    raises :class:`~engine.errors.ConfigError` for out-of-range values."""
+    return config_type(**{field.name: getattr(args, field.name) for field in _fields(config_type, names)})
+
+
+def _fields(config_type: type, names: tuple[str, ...] | None) -> list[dataclasses.Field]:
+    fields = [field for field in dataclasses.fields(config_type) if field.init]
+    if names is None:
+        return fields
+    by_name = {field.name: field for field in fields}
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise KeyError(f"{config_type.__name__} has no field(s) {', '.join(missing)}")
+    return [by_name[name] for name in names]

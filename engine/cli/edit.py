@@ -1,0 +1,49 @@
+"""``python -m engine edit``: edit one photo, as the studio's Edit tab does."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.backbones.embedded.instructions import GENERATE, INSTRUCTIONS
+from engine.backbones.registry import EMBEDDED, load_backbone
+from engine.cli.arguments import add_config_arguments, config_from_args
+from engine.cli.progress import ProgressBar
+from engine.edit import edit_photo
+from engine.errors import InputError
+from engine.imaging import SAVE_FORMATS, load_photo, output_format, save_image
+from engine.sampling.sampler import SamplerSettings
+
+NAME = "edit"
+SUMMARY = "Edit one photo with a model; the result keeps the photo's aspect ratio at the model's working size."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, type=Path, metavar="PHOTO",
+                        help="The photo to edit: PNG, JPEG, WebP, TIFF or any other format Pillow reads.")
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT",
+                        help=f"Where to write the result; the extension ({', '.join(SAVE_FORMATS)}) picks the format.")
+    add_config_arguments(parser, SamplerSettings)
+    edits = ", ".join(instruction for instruction in INSTRUCTIONS if instruction != GENERATE)
+    parser.add_argument("--prompt", default="",
+                        help=f"The edit to make; empty uses the model's default. The embedded model knows: {edits}.")
+    parser.add_argument("--model", default=EMBEDDED, metavar="SPEC",
+                        help="'embedded' (the shipped model, the default), a model folder, or a FLUX.1 Kontext folder or hub id.")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Everything the user typed is checked before the model loads, which takes the longest.
+    output_format(args.out)
+    if args.out.is_dir():
+        raise InputError(f"{args.out} is a folder; give a file name such as {args.out / 'edited.png'}")
+    settings = config_from_args(SamplerSettings, args)
+    photo = load_photo(args.input)
+    backbone = load_backbone(args.model)
+    with ProgressBar("editing") as progress:
+        result = edit_photo(backbone, photo, settings, prompt=args.prompt, callback=progress)
+    try:
+        save_image(result, args.out)
+    except OSError as error:
+        raise InputError(f"cannot write {args.out}: {error.strerror or error}; check the folder exists and is writable") from error
+    print(f"wrote {args.out} ({result.width}x{result.height})")
+    return 0
