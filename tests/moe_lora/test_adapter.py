@@ -1,0 +1,188 @@
+"""The multi-style MoE LoRA against closed forms and plain LoRA (peft), from non-zero weights."""
+
+import pytest
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+
+from engine.backbones.embedded.backbone import EmbeddedBackbone
+from engine.errors import InputError
+from engine.moe_lora.adapter import MoELoraAdapter, target_layers
+from engine.moe_lora.config import MoELoraConfig
+from engine.moe_lora.layer import MoELoraLinear
+
+TOKENS = (torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),)
+
+
+def base_backbone(seed: int = 0) -> EmbeddedBackbone:
+    backbone = EmbeddedBackbone.from_config("tiny", seed=seed)
+    with torch.no_grad():  # a non-identity base, so adapters act on a real function
+        backbone.transformer.proj_out.weight.copy_(0.05 * torch.randn(backbone.transformer.proj_out.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    return backbone
+
+
+def make(config: MoELoraConfig, styles: int = 2, seed: int = 0):
+    backbone = base_backbone(seed)
+    adapter = MoELoraAdapter(backbone, config)
+    keys = [adapter.add_style() for _ in range(styles)]
+    return backbone, adapter, keys
+
+
+def randomise(adapter: MoELoraAdapter, seed: int = 1, scale: float = 0.2) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in adapter.layers.values():
+            for name, parameter in layer.named_parameters():
+                if not name.startswith("base_layer") and "mask" not in name:
+                    parameter.copy_(scale * torch.randn(parameter.shape, generator=generator))
+
+
+def velocity(backbone, source=None):
+    noisy = TOKENS[0]
+    source = noisy * 0.5 if source is None else source
+    return backbone.predict_velocity(noisy, torch.tensor([0.6, 0.3]), source, backbone.encode_prompt(["", ""]))
+
+
+def test_untrained_adapter_changes_nothing():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    base = velocity(backbone)
+    adapter.route({keys[0]: 0.7, keys[1]: 0.3})
+    torch.testing.assert_close(velocity(backbone), base)
+
+
+def test_one_expert_moe_equals_plain_peft_lora():
+    config = MoELoraConfig(rank=3, alpha=6.0, num_shared_experts=0, targets="attention")
+    backbone, adapter, (key,) = make(config, styles=1)
+    randomise(adapter)
+    adapter.route({key: 1.0})
+    ours = velocity(backbone)
+    adapter.clear_routing()
+    base_output = velocity(backbone)
+
+    reference = base_backbone()
+    names = list(adapter.layers)
+    reference.transformer = inject_adapter_in_model(
+        LoraConfig(r=3, lora_alpha=6.0, target_modules=names, init_lora_weights=False), reference.model.transformer
+    )
+    modules = dict(reference.model.transformer.named_modules())
+    with torch.no_grad():
+        for name, layer in adapter.layers.items():
+            modules[f"{name}.lora_A.default"].weight.copy_(layer.style_down[key])
+            modules[f"{name}.lora_B.default"].weight.copy_(layer.style_up[key])
+    torch.testing.assert_close(velocity(reference), ours, atol=1e-5, rtol=1e-4)
+    assert (ours - base_output).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("mix", [{0: 1.0}, {0: 0.6, 1: 0.4}])
+def test_folded_equals_unfolded_and_differs_from_base(mix):
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, num_shared_experts=2))
+    randomise(adapter)
+    base = velocity(backbone)
+    named_mix = {keys[index]: weight for index, weight in mix.items()}
+    adapter.route(named_mix)
+    unfolded = velocity(backbone)
+    with adapter.folded(named_mix):
+        folded = velocity(backbone)
+    torch.testing.assert_close(folded, unfolded, atol=1e-4, rtol=1e-4)
+    assert (unfolded - base).abs().max() > 1e-3
+    adapter.clear_routing()
+    torch.testing.assert_close(velocity(backbone), base)  # unfolding restored the weights
+
+
+def test_delta_weight_matches_the_closed_form():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, alpha=4.0, num_shared_experts=2))
+    randomise(adapter)
+    layer = next(iter(adapter.layers.values()))
+    with torch.no_grad():
+        layer.style_mask[keys[0]][1] = 0.0
+        layer.shared_mask[1, 0] = 0.0
+    adapter.route({keys[0]: 0.75, keys[1]: 0.25})
+    scale = 4.0 / 2
+    expected = torch.zeros_like(layer.base_layer.weight)
+    for key, weight in ((keys[0], 0.75), (keys[1], 0.25)):
+        gates = torch.softmax(layer.style_router[key], dim=0)
+        expected += weight * layer.style_up[key] @ torch.diag(layer.style_mask[key]) @ layer.style_down[key]
+        for expert in range(2):
+            shared = layer.shared_up[expert] @ torch.diag(layer.shared_mask[expert]) @ layer.shared_down[expert]
+            expected += weight * gates[expert] * shared
+    torch.testing.assert_close(layer.delta_weight(), scale * expected, atol=1e-5, rtol=1e-5)
+
+
+def test_styles_do_not_interfere():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    adapter.route({keys[0]: 1.0})
+    before = velocity(backbone)
+    with torch.no_grad():
+        for layer in adapter.layers.values():
+            layer.style_up[keys[1]].add_(1.0)
+            layer.style_router[keys[1]].add_(3.0)
+    torch.testing.assert_close(velocity(backbone), before)
+    adapter.remove_style(keys[1])
+    adapter.route({keys[0]: 1.0})
+    torch.testing.assert_close(velocity(backbone), before)
+
+
+def test_mixed_batch_routing_equals_per_sample_routing():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, router="token"))
+    randomise(adapter)
+    adapter.route_batch([keys[0], keys[1]])
+    batched = velocity(backbone)
+    for index, key in enumerate(keys):
+        adapter.route({key: 1.0})
+        torch.testing.assert_close(batched[index], velocity(backbone)[index], atol=1e-5, rtol=1e-4)
+
+
+def test_token_router_refuses_to_fold_and_top_k_keeps_k_experts():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, router="token", num_shared_experts=3, gate="top_k", top_k=2))
+    randomise(adapter)
+    with pytest.raises(InputError, match="cannot be folded"):
+        with adapter.folded({keys[0]: 1.0}):
+            pass
+    adapter.route({keys[0]: 1.0})
+    velocity(backbone)
+    gates = next(iter(adapter.layers.values())).last_gates
+    assert ((gates > 0).sum(dim=-1) == 2).all()
+    torch.testing.assert_close(gates.sum(dim=-1), torch.ones(gates.shape[:-1]))
+
+
+def test_balance_loss_is_one_when_uniform():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, num_shared_experts=4))
+    adapter.route({keys[0]: 1.0})
+    velocity(backbone)
+    assert adapter.balance_loss().item() == pytest.approx(1.0)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    adapter.route({keys[1]: 1.0})
+    expected = velocity(backbone)
+    adapter.save(tmp_path / "adapter.safetensors", metadata={"note": "x"})
+    fresh = base_backbone()
+    loaded = MoELoraAdapter.load(tmp_path / "adapter.safetensors", fresh)
+    assert loaded.style_keys == keys
+    loaded.route({keys[1]: 1.0})
+    torch.testing.assert_close(velocity(fresh), expected)
+
+
+def test_target_presets_select_by_module_name():
+    backbone = EmbeddedBackbone.from_config("tiny")
+    attention = target_layers(backbone, "attention")
+    assert attention and all(".attn." in name for name in attention)
+    assert all(name.startswith("transformer_blocks.") for name in target_layers(backbone, "double"))
+    assert all(name.startswith("single_transformer_blocks.") for name in target_layers(backbone, "single"))
+    assert set(target_layers(backbone, "all")) == set(backbone.adapter_targets())
+    adapter = MoELoraAdapter(backbone, MoELoraConfig(targets="feed_forward"))
+    assert all(isinstance(dict(backbone.transformer.named_modules())[name], MoELoraLinear) for name in adapter.layers)
+    assert set(backbone.adapter_targets()) == set(target_layers(backbone, "all"))  # names unchanged by wrapping
+
+
+def test_unknown_style_and_parameter_count():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, num_shared_experts=0, targets="attention"), styles=1)
+    with pytest.raises(InputError, match="no expert"):
+        adapter.route({"nope": 1.0})
+    per_style = adapter.parameter_count()
+    layer = next(iter(adapter.layers.values()))
+    with torch.no_grad():
+        layer.style_mask[keys[0]][0] = 0
+    assert adapter.parameter_count() == per_style - (layer.in_features + layer.out_features)
