@@ -63,6 +63,9 @@ class Backbone(abc.ABC):
     resolution_multiple: int
     default_steps: int = 10
     scheduler_shift: float = 1.0
+    # Training draws t from [min_timestep, 1]: a backbone that converts an x_0 prediction to a
+    # velocity divides by t and floors it there.
+    min_timestep: float = 0.0
 
     @property
     def device(self) -> torch.device:

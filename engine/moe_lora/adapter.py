@@ -152,14 +152,16 @@ class MoELoraAdapter:
         return total
 
     # Files -------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Every adapter tensor by ``<layer>.<tensor>[.<style key>]``."""
-        state = {}
+    def state_dict_tensors(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """The live adapter tensors by ``<layer>.<tensor>[.<style key>]`` (the base layers excluded)."""
         for name, layer in self.layers.items():
             for tensor_name, tensor in layer.named_parameters():
                 if not tensor_name.startswith("base_layer."):
-                    state[f"{name}.{tensor_name}"] = tensor.detach().float().contiguous()
-        return state
+                    yield f"{name}.{tensor_name}", tensor
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached float32 copies of :meth:`state_dict_tensors`."""
+        return {name: tensor.detach().float().contiguous() for name, tensor in self.state_dict_tensors()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         own = dict(self.state_dict())
@@ -167,11 +169,8 @@ class MoELoraAdapter:
         if missing or unexpected:
             raise InputError(f"adapter tensors do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
         with torch.no_grad():
-            for name, layer in self.layers.items():
-                for tensor_name, tensor in layer.named_parameters():
-                    key = f"{name}.{tensor_name}"
-                    if key in state:
-                        tensor.copy_(state[key])
+            for name, tensor in self.state_dict_tensors():
+                tensor.copy_(state[name])
 
     def save(self, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
         """Weights in safetensors, the config and style keys in its metadata; written atomically."""

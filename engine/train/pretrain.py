@@ -33,6 +33,7 @@ from engine.backbones.base import Condition
 from engine.configuration import option, require, to_dict
 from engine.files import atomic_path, write_text_atomic
 from engine.train.generic_edits import GENERIC_EDIT_FUNCTIONS
+from engine.train.timesteps import sample_timesteps
 from engine.train.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
 
 
@@ -81,11 +82,6 @@ def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, in
         sources.append(torch.zeros_like(photo) if source is None else source * 2 - 1)
         ids.append(INSTRUCTIONS.index(name))
     return torch.stack(targets), torch.stack(sources), torch.tensor(ids)
-
-
-def sample_timesteps(batch_size: int, minimum: float, generator: torch.Generator) -> torch.Tensor:
-    """Logit-normal ``t`` (SD3) squeezed into ``[minimum, 1]``, where the x_0-to-v conversion is exact."""
-    return minimum + (1 - minimum) * torch.sigmoid(torch.randn(batch_size, generator=generator))
 
 
 def learning_rate_at(config: PretrainConfig, step: int) -> float:

@@ -36,6 +36,7 @@ class EmbeddedBackbone(Backbone):
         self.native_resolution = model.config.native_resolution
         self.resolution_multiple = model.config.patch_size
         self.default_steps = model.config.default_steps
+        self.min_timestep = model.config.min_timestep
 
     @classmethod
     def from_config(cls, config: EmbeddedConfig | str, seed: int = 0, dtype: torch.dtype = torch.float32) -> "EmbeddedBackbone":

@@ -1,0 +1,1 @@
+"""Benchmarks: the five-style benchmark, speed and memory measurements, image metrics."""
