@@ -42,7 +42,7 @@ class PretrainConfig:
     """Settings of a pretraining run."""
 
     preset: str = option("small", "Model size preset of engine.backbones.embedded.config.PRESETS.")
-    steps: int = option(4000, "Optimizer steps.")
+    steps: int = option(2000, "Optimizer steps.")
     batch_size: int = option(8, "Crops per step (one aspect-ratio bucket per step).")
     learning_rate: float = option(4e-4, "Peak AdamW learning rate.")
     warmup_steps: int = option(200, "Linear warm-up steps before the cosine decay.")
