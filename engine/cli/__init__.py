@@ -17,10 +17,10 @@ import argparse
 import sys
 from types import ModuleType
 
-from engine.cli import edit
+from engine.cli import edit, styles, train
 from engine.errors import AtelierError
 
-COMMANDS: tuple[ModuleType, ...] = (edit,)
+COMMANDS: tuple[ModuleType, ...] = (edit, train, styles)
 EXIT_ERROR = 2
 
 

@@ -12,7 +12,9 @@ from engine.cli.progress import ProgressBar
 from engine.edit import edit_photo
 from engine.errors import InputError
 from engine.imaging import SAVE_FORMATS, load_photo, output_format, save_image
+from engine.library import StyleLibrary
 from engine.sampling.sampler import SamplerSettings
+from engine.style_edit import MAX_MIX, StyleEditor
 
 NAME = "edit"
 SUMMARY = "Edit one photo with a model; the result keeps the photo's aspect ratio at the model's working size."
@@ -29,6 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"The edit to make; empty uses the model's default. The embedded model knows: {edits}.")
     parser.add_argument("--model", default=EMBEDDED, metavar="SPEC",
                         help="'embedded' (the shipped model, the default), a model folder, or a FLUX.1 Kontext folder or hub id.")
+    parser.add_argument("--style", action="append", default=[], metavar="NAME",
+                        help=f"A library style to edit in; repeat (up to {MAX_MIX}) to mix styles.")
+    parser.add_argument("--weight", action="append", type=float, default=[], metavar="W",
+                        help="The weight of each --style, in order (default: equal weights summing to 1).")
+    parser.add_argument("--library", type=Path, default=None, metavar="DIR",
+                        help="The style library folder (default: $ATELIER_LIBRARY, else the repository's styles/).")
+
+
+def style_mix(styles: list[str], weights: list[float]) -> dict[str, float]:
+    """Pair ``--style`` names with ``--weight`` values; equal weights summing to 1 when none are given."""
+    if weights and len(weights) != len(styles):
+        raise InputError(f"got {len(styles)} --style and {len(weights)} --weight; give one weight per style or none")
+    if len(set(name.casefold() for name in styles)) != len(styles):
+        raise InputError("a style is named twice; give each style once")
+    return dict(zip(styles, weights or [1.0 / max(1, len(styles))] * len(styles)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,10 +54,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         raise InputError(f"{args.out} is a folder; give a file name such as {args.out / 'edited.png'}")
     settings = config_from_args(SamplerSettings, args)
+    mix = style_mix(args.style, args.weight)
     photo = load_photo(args.input)
     backbone = load_backbone(args.model)
-    with ProgressBar("editing") as progress:
-        result = edit_photo(backbone, photo, settings, prompt=args.prompt, callback=progress)
+    if mix:
+        with StyleLibrary.open(args.library) as library:
+            editor = StyleEditor(backbone, library)
+            with ProgressBar("editing") as progress:
+                result = editor.edit(photo, mix, settings, callback=progress)
+    else:
+        with ProgressBar("editing") as progress:
+            result = edit_photo(backbone, photo, settings, prompt=args.prompt, callback=progress)
     try:
         save_image(result, args.out)
     except OSError as error:

@@ -119,6 +119,7 @@ class MoELoraAdapter:
         finally:
             for layer in self.layers.values():
                 layer.unfold()
+            self.clear_routing()
 
     # Parameters --------------------------------------------------------------------------
     def parameters(self, styles: list[str] | None = None, shared: bool = True) -> list[nn.Parameter]:
