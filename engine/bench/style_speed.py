@@ -1,0 +1,115 @@
+"""Cost of styles at edit and training time, as ratios measured side by side
+(``python -m engine.bench.style_speed``).
+
+* Edit: a base edit, an edit with one style folded into the weights, with a two-style mix
+  folded, and with the two-style mix unfolded (the adapter path run at every layer).
+* Training: one optimizer step of the MoE LoRA (one style expert plus the shared experts) against
+  one step of a plain peft LoRA whose rank equals the MoE's total rank (all components of the
+  style and shared experts), same batch, same layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+
+from engine.backbones.registry import load_backbone
+from engine.bench.timing import interleaved_medians
+from engine.edit import edit_photo
+from engine.imaging import to_pil
+from engine.moe_lora.adapter import MoELoraAdapter, target_layers
+from engine.moe_lora.config import MoELoraConfig
+from engine.sampling.sampler import SamplerSettings
+
+
+def randomise(adapter: MoELoraAdapter) -> None:
+    """Non-zero experts, so the unfolded path does real work (a trained adapter's cost)."""
+    with torch.no_grad():
+        for name, tensor in adapter.state_dict_tensors():
+            if "mask" not in name:
+                tensor.normal_(0, 0.01)
+
+
+def edit_costs(model: str, repeats: int) -> dict:
+    backbone = load_backbone(model)
+    adapter = MoELoraAdapter(backbone, MoELoraConfig())
+    first, second = adapter.add_style(), adapter.add_style()
+    randomise(adapter)
+    side = backbone.native_resolution
+    photo = to_pil(torch.rand(1, 3, side, side) * 2 - 1)[0]
+    settings = SamplerSettings()
+
+    def base():
+        adapter.clear_routing()
+        edit_photo(backbone, photo, settings)
+
+    def folded(mix):
+        def run():
+            with adapter.folded(mix):
+                edit_photo(backbone, photo, settings)
+        return run
+
+    def unfolded():
+        adapter.route({first: 0.5, second: 0.5})
+        edit_photo(backbone, photo, settings)
+        adapter.clear_routing()
+
+    seconds = interleaved_medians({"base": base, "one style folded": folded({first: 1.0}),
+                                   "two-style mix folded": folded({first: 0.5, second: 0.5}), "two-style mix unfolded": unfolded}, repeats)
+    return {name: {"seconds": round(value, 4), "ratio_to_base": round(value / seconds["base"], 3)} for name, value in seconds.items()}
+
+
+def training_costs(model: str, repeats: int, batch_size: int) -> dict:
+    config = MoELoraConfig()
+    moe_backbone, lora_backbone = load_backbone(model), load_backbone(model)
+    moe = MoELoraAdapter(moe_backbone, config)
+    key = moe.add_style()
+    moe.route_batch([key] * batch_size)
+    total_rank = config.rank * (1 + config.num_shared_experts)
+    names = target_layers(lora_backbone, config.targets)
+    transformer = inject_adapter_in_model(LoraConfig(r=total_rank, lora_alpha=total_rank, target_modules=names), lora_backbone.transformer)
+    lora_parameters = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    for parameter in lora_parameters:
+        parameter.requires_grad_(True)
+    moe_parameters = moe.parameters([key])
+    for parameter in moe_parameters:
+        parameter.requires_grad_(True)
+    side = moe_backbone.native_resolution
+    generator = torch.Generator().manual_seed(0)
+    source, target, noise = (torch.rand(batch_size, 3, side, side, generator=generator) * 2 - 1 for _ in range(3))
+    timesteps = torch.rand(batch_size, generator=generator) * 0.9 + 0.05
+    noisy = (1 - timesteps.view(-1, 1, 1, 1)) * target + timesteps.view(-1, 1, 1, 1) * noise
+
+    def step(backbone, parameters, optimizer):
+        def run():
+            condition = backbone.encode_prompt([""] * batch_size)
+            velocity = backbone.predict_velocity(noisy, timesteps, source, condition)
+            loss = torch.mean((velocity - (noise - target)) ** 2)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return run
+
+    seconds = interleaved_medians({
+        "moe_lora_step": step(moe_backbone, moe_parameters, torch.optim.AdamW(moe_parameters, lr=1e-4)),
+        "plain_lora_step": step(lora_backbone, lora_parameters, torch.optim.AdamW(lora_parameters, lr=1e-4)),
+    }, repeats)
+    return {"total_rank": total_rank, "batch_size": batch_size, **{name: round(value, 4) for name, value in seconds.items()},
+            "ratio": round(seconds["moe_lora_step"] / seconds["plain_lora_step"], 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m engine.bench.style_speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded", help="Backbone to measure (default: the shipped model).")
+    parser.add_argument("--repeats", type=int, default=10, help="Interleaved repeats per variant.")
+    parser.add_argument("--batch-size", type=int, default=8, help="Training batch size.")
+    arguments = parser.parse_args(argv)
+    print(json.dumps({"edit": edit_costs(arguments.model, arguments.repeats),
+                      "training": training_costs(arguments.model, arguments.repeats, arguments.batch_size)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
