@@ -1,0 +1,83 @@
+"""The studio's page: a header and one tab per task, built without side effects until launch.
+
+``build_studio(backbone)`` returns the :class:`gradio.Blocks` (nothing is served or queued at
+import or build time); ``launch_studio(studio, ...)`` turns on the queue and serves it, bound to
+127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from engine.backbones.base import Backbone
+from studio.edit_tab import build_edit_tab
+
+TITLE = "Atelier"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+MAX_UPLOAD = "20mb"
+HEADER = """\
+# Atelier
+A desktop studio for few-shot, multi-style image editing. Upload a photo, press **Edit**, and watch
+the model work step by step; then compare the result with your photo and download it.
+"""
+CSS = """
+.gradio-container { max-width: 1360px !important; margin: 0 auto; }
+#atelier-header h1 { margin-bottom: 0.25rem; }
+#atelier-header p { margin-top: 0; }
+#atelier-model { text-align: right; color: var(--body-text-color-subdued); font-size: var(--text-sm); }
+/* Step previews fill their frame as the before/after slider does. */
+#edit-preview img { width: 100%; height: 100%; object-fit: contain; }
+"""
+
+
+def studio_theme() -> gr.themes.Base:
+    """Gradio's default look in orange, with the fonts served by Gradio itself (no network).
+
+    Gradio ships a partial SemiBold face of Source Sans Pro, so semibold text would fall back to
+    another font letter by letter; the Bold face is complete and stands in for it.
+    """
+    return gr.themes.Default(
+        primary_hue="orange",
+        secondary_hue="slate",
+        font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui", "sans-serif"],
+    )
+
+
+def model_caption(model_label: str) -> str:
+    """How the header names the model: a model folder by its name, anything else as given."""
+    path = Path(model_label).expanduser()
+    return path.name if path.is_dir() and path.name else model_label
+
+
+def build_studio(backbone: Backbone, model_label: str = "embedded") -> gr.Blocks:
+    """Build the studio for a loaded backbone; ``model_label`` is how the user named the model."""
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as studio:
+        with gr.Row(equal_height=True):
+            gr.Markdown(HEADER, elem_id="atelier-header")
+            gr.Markdown(f"Model: `{model_caption(model_label)}` · {backbone.name}", elem_id="atelier-model")
+        with gr.Tabs(elem_id="atelier-tabs"):
+            with gr.Tab("Edit", id="edit"):
+                build_edit_tab(backbone)
+    return studio
+
+
+def launch_studio(
+    studio: gr.Blocks,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    max_file_size: str | int = MAX_UPLOAD,
+    **launch_kwargs,
+) -> None:
+    """Serve the studio with its queue on; blocks until the server stops (Ctrl+C)."""
+    studio.queue(default_concurrency_limit=1)
+    studio.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=max_file_size,
+        theme=studio_theme(),
+        css=CSS,
+        **launch_kwargs,
+    )

@@ -1,0 +1,179 @@
+"""The studio as a person uses it: the real ``app.py`` in a subprocess, driven by Chromium.
+
+Starts ``app.py --model <tiny random model>`` on a free port, uploads a photo made here, presses
+Edit, waits for the before/after comparison, downloads the result and saves screenshots to
+``$ATELIER_ARTEFACTS`` (default ``test-artifacts/`` at the repo top, which git ignores).
+
+Uses Debian's Chromium (``apt-get install chromium``): Playwright's own browser download cannot
+work on these machines. Without it the test is skipped, except under CI (``CI=true``), where a
+missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTH, HEIGHT = 1400, 1000
+STARTUP_SECONDS = 180
+EDIT_TIMEOUT_MS = 90_000
+
+
+def artefacts_folder() -> Path:
+    folder = Path(os.environ.get("ATELIER_ARTEFACTS") or REPO / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{CHROMIUM} is missing on CI: `make test` installs it with apt-get install chromium")
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (`make test` does so as root) to run the browser test")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_photo(path: Path, size: tuple[int, int] = (480, 320)) -> Path:
+    """A small landscape: a sky gradient, a sun and two hills."""
+    width, height = size
+    photo = Image.new("RGB", size)
+    draw = ImageDraw.Draw(photo)
+    for row in range(height):
+        mix = row / height
+        draw.line([(0, row), (width, row)], fill=(int(90 + 120 * mix), int(150 + 70 * mix), int(230 - 40 * mix)))
+    draw.ellipse([width * 0.68, height * 0.12, width * 0.82, height * 0.33], fill=(255, 214, 90))
+    draw.polygon([(0, height), (0, height * 0.62), (width * 0.35, height * 0.48), (width * 0.75, height * 0.7), (width, height * 0.6), (width, height)], fill=(70, 130, 60))
+    draw.polygon([(0, height), (width * 0.2, height * 0.8), (width * 0.6, height * 0.86), (width, height * 0.78), (width, height)], fill=(40, 95, 45))
+    photo.save(path)
+    return path
+
+
+def log_tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
+@pytest.fixture
+def studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
+    """Serve the real app.py with the tiny model; yield its URL; stop it afterwards."""
+    require_chromium()
+    port = free_port()
+    log = tmp_path / "studio.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "app.py", "--model", str(tiny_model_folder), "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"app.py exited with {server.returncode} before serving:\n{log_tail(log)}")
+            try:
+                with opener.open(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not serve {url} within {STARTUP_SECONDS} s:\n{log_tail(log)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=15)
+
+
+def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from engine.backbones.embedded.backbone import EmbeddedBackbone
+
+    photo = make_photo(tmp_path / "hills.png")
+    working_size = EmbeddedBackbone.from_config("tiny").fit_size(*Image.open(photo).size)
+    artefacts = artefacts_folder()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True)
+            page = context.new_page()
+            page.goto(studio_url)
+            edit = page.get_by_role("button", name="Edit", exact=True)
+            expect(edit).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="Atelier")).to_be_visible()
+
+            # Without a photo the page says what to do, and keeps serving.
+            edit.click()
+            expect(page.get_by_text("Upload a photo first.")).to_be_visible(timeout=10_000)
+            page.reload()
+            expect(edit).to_be_visible(timeout=30_000)
+
+            page.locator("#edit-photo input[type=file]").set_input_files(str(photo))
+            expect(page.locator("#edit-photo img").first).to_be_visible(timeout=30_000)
+            edit.click()
+
+            download_button = page.locator("#edit-download")
+            expect(download_button).to_be_visible(timeout=EDIT_TIMEOUT_MS)
+            expect(page.locator("#edit-status")).to_contain_text("Done", timeout=10_000)
+            slider_images = page.locator("#edit-comparison img")
+            expect(slider_images).to_have_count(2, timeout=10_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#edit-comparison img')].every(img => img.complete && img.naturalWidth > 0)",
+                timeout=10_000,
+            )
+            sizes = slider_images.evaluate_all("images => images.map(img => [img.naturalWidth, img.naturalHeight])")
+            assert sizes == [list(working_size)] * 2, f"before/after sizes {sizes}, expected {working_size}"
+
+            with page.expect_download(timeout=30_000) as download_info:
+                download_button.click()
+            assert download_info.value.suggested_filename == "hills-atelier-seed0.png"
+            saved = tmp_path / download_info.value.suggested_filename
+            download_info.value.save_as(saved)
+            with Image.open(saved) as result:
+                assert result.format == "PNG"
+                assert result.size == tuple(working_size)
+                assert result.convert("RGB").getextrema() != ((0, 0), (0, 0), (0, 0)), "the result is blank"
+
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(artefacts / "studio-edit-1400x1000.png"))
+            page.set_viewport_size({"width": 1280, "height": 720})
+            page.screenshot(path=str(artefacts / "studio-edit-1280x720.png"))
+        finally:
+            browser.close()
