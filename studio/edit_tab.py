@@ -62,7 +62,7 @@ def settings_from(steps: float | None, seed: float | None, strength: float | Non
     )
 
 
-def check_request(photo: str | None, steps: float | None, seed: float | None, strength: float | None) -> tuple[Any, Any]:
+def check_request(photo: str | None, prompt: str | None, steps: float | None, seed: float | None, strength: float | None) -> tuple[Any, Any]:
     """Refuse a request the engine would refuse, before it waits for the model.
 
     Returns updates that say the edit is waiting and hide the last result's download.
@@ -80,6 +80,7 @@ def run_edit(
     backbone: Backbone,
     output_folder: Path,
     photo_path: str | None,
+    prompt: str | None,
     steps: float | None,
     seed: float | None,
     strength: float | None,
@@ -100,7 +101,8 @@ def run_edit(
     started = time.monotonic()
     yield gr.update(value=None, visible=True), gr.update(visible=False), "Starting…", gr.update(visible=False)
     try:
-        for event in stream_call(lambda callback: edit_photo(backbone, photo, settings, callback=callback), name="atelier-edit"):
+        edit = lambda callback: edit_photo(backbone, photo, settings, prompt=prompt or "", callback=callback)  # noqa: E731
+        for event in stream_call(edit, name="atelier-edit"):
             if isinstance(event, Finished):
                 result = event.value
                 break
@@ -145,6 +147,12 @@ def build_edit_tab(backbone: Backbone) -> None:
                 height=300,
                 elem_id="edit-photo",
             )
+            choices = backbone.prompt_choices()
+            if choices is None:
+                prompt = gr.Textbox(label="Prompt", placeholder="What to change, e.g. 'make it a watercolour'", elem_id="edit-prompt")
+            else:
+                prompt = gr.Dropdown(label="Instruction", choices=choices, value=choices[0],
+                                     info="What the model does to the photo; 'identity' reproduces it.", elem_id="edit-prompt")
             edit = gr.Button("Edit", variant="primary", size="lg", elem_id="edit-run")
             with gr.Accordion("Settings", open=True, elem_id="edit-settings"):
                 steps = gr.Slider(
@@ -196,11 +204,11 @@ def build_edit_tab(backbone: Backbone) -> None:
             )
             download = gr.DownloadButton("Download result (PNG)", visible=False, elem_id="edit-download")
 
-    def edit_handler(photo_path, steps_value, seed_value, strength_value):
+    def edit_handler(photo_path, prompt_value, steps_value, seed_value, strength_value):
         """Stream one edit (the closure keeps the results folder alive with the page)."""
-        yield from run_edit(backbone, Path(results.name), photo_path, steps_value, seed_value, strength_value)
+        yield from run_edit(backbone, Path(results.name), photo_path, prompt_value, steps_value, seed_value, strength_value)
 
-    inputs = [photo, steps, seed, strength]
+    inputs = [photo, prompt, steps, seed, strength]
     edit.click(
         check_request, inputs, [status, download], concurrency_limit=None, show_progress="hidden", api_visibility="private"
     ).success(

@@ -114,6 +114,11 @@ class Backbone(abc.ABC):
     def adapter_targets(self) -> list[str]:
         """Qualified names of the linear layers in :attr:`transformer` that adapters may wrap."""
 
+    def prompt_choices(self) -> list[str] | None:
+        """The prompts this backbone understands when they form a fixed set (the embedded
+        model's instructions), or ``None`` when any text goes (a text encoder)."""
+        return None
+
     def make_scheduler(self) -> FlowMatchEulerDiscreteScheduler:
         """The flow-matching scheduler whose sigmas the sampler walks."""
         return FlowMatchEulerDiscreteScheduler(shift=self.scheduler_shift)

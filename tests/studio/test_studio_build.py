@@ -43,6 +43,9 @@ def test_build_studio_makes_the_edit_page_without_launching(tiny_backbone) -> No
     assert found["edit-seed"].value == SamplerSettings().seed
     assert found["edit-strength"].value == SamplerSettings().strength
     assert "same seed" in found["edit-seed"].info
+    # The embedded model's instructions are offered as a list; generation is not an edit.
+    choices = [choice[0] for choice in found["edit-prompt"].choices]
+    assert choices == tiny_backbone.prompt_choices() and "blur" in choices and "generate" not in choices
     # Edits run in their own queue.
     edit_events = [fn for fn in studio.fns.values() if fn.api_name == "edit"]
     assert len(edit_events) == 1 and edit_events[0].concurrency_id == "edit"
@@ -51,7 +54,7 @@ def test_build_studio_makes_the_edit_page_without_launching(tiny_backbone) -> No
 def test_run_edit_streams_previews_then_a_comparison_and_a_png(tiny_backbone, tmp_path: Path) -> None:
     photo = tmp_path / "holiday.png"
     Image.new("RGB", (96, 64), (200, 120, 40)).save(photo)
-    updates = list(run_edit(tiny_backbone, tmp_path / "results", str(photo), 3, 7, 1.0))
+    updates = list(run_edit(tiny_backbone, tmp_path / "results", str(photo), "blur", 3, 7, 1.0))
     previews = [update[0]["value"] for update in updates[1:-1]]
     assert previews and all(isinstance(image, Image.Image) for image in previews)
     final_preview, comparison, status, download = updates[-1]
@@ -67,13 +70,13 @@ def test_run_edit_streams_previews_then_a_comparison_and_a_png(tiny_backbone, tm
 
 def test_requests_the_engine_would_refuse_are_reported_in_the_page(tiny_backbone, tmp_path: Path) -> None:
     with pytest.raises(gr.Error, match="Upload a photo"):
-        check_request(None, 4, 0, 1.0)
+        check_request(None, "", 4, 0, 1.0)
     with pytest.raises(gr.Error, match="strength"):
-        check_request("photo.png", 4, 0, 1.5)
+        check_request("photo.png", "", 4, 0, 1.5)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a picture")
     with pytest.raises(gr.Error):
-        list(run_edit(tiny_backbone, tmp_path, str(broken), 4, 0, 1.0))
+        list(run_edit(tiny_backbone, tmp_path, str(broken), "", 4, 0, 1.0))
 
 
 def test_stream_call_forwards_progress_and_reraises_errors() -> None:
@@ -132,7 +135,7 @@ def test_an_engine_error_during_the_edit_restores_the_page_and_shows_its_message
     monkeypatch.setattr(edit_tab, "edit_photo", failing_edit)
     photo = tmp_path / "photo.png"
     Image.new("RGB", (32, 32)).save(photo)
-    stream = run_edit(tiny_backbone, tmp_path, str(photo), 4, 0, 1.0)
+    stream = run_edit(tiny_backbone, tmp_path, str(photo), "", 4, 0, 1.0)
     updates = []
     with pytest.raises(gr.Error) as raised:
         for update in stream:

@@ -92,5 +92,9 @@ class EmbeddedBackbone(Backbone):
         time = timestep.to(noisy.dtype).clamp(min=self.config.min_timestep).view(-1, 1, 1, 1)
         return (noisy - clean) / time
 
+    def prompt_choices(self) -> list[str]:
+        """The edit instructions (generation has no photo, so it is not an edit choice)."""
+        return [instruction for instruction in INSTRUCTIONS if instruction != GENERATE]
+
     def adapter_targets(self) -> list[str]:
         return linear_layer_names(self.transformer, ADAPTABLE_LAYERS)
