@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from engine.backbones.base import Condition
 from engine.configuration import option, require, to_dict
 from engine.files import atomic_path, write_text_atomic
 from engine.train.generic_edits import GENERIC_EDIT_FUNCTIONS
-from engine.train.timesteps import sample_timesteps
+from engine.train.schedules import sample_timesteps, warmup_cosine
 from engine.train.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
 
 
@@ -85,10 +84,7 @@ def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, in
 
 
 def learning_rate_at(config: PretrainConfig, step: int) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(config.learning_rate, config.warmup_steps, config.steps, step)
 
 
 def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timesteps, noise) -> torch.Tensor:

@@ -14,7 +14,6 @@ before-image as the source, plus ``adversarial_weight`` times the hinge generato
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from engine.backbones.base import Backbone
 from engine.configuration import option, require
 from engine.moe_lora.adapter import MoELoraAdapter
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
-from engine.train.timesteps import sample_timesteps
+from engine.train.schedules import sample_timesteps, warmup_cosine
 from engine.train.discriminator import PatchDiscriminator, discriminator_loss, generator_loss
 from engine.train.style_data import StyleData, sample_batch
 
@@ -70,10 +69,7 @@ ProgressCallback = Callable[[TrainingProgress], None]
 
 
 def learning_rate_at(config: StyleTrainingConfig, step: int) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(config.learning_rate, config.warmup_steps, config.steps, step)
 
 
 class StyleTrainer:
