@@ -1,45 +1,38 @@
 """Measuring a style on pairs: how close edits come to the after-images.
 
 For each pair, the before-image is edited at the backbone's working size for its aspect ratio
-(default steps, seed 0) and compared with the after-image resized alike: PSNR and SSIM. The same
-numbers for the unadapted base and for the before-image itself ("identity") give the scale.
+(default steps, seed 0) and compared with the after-image resized alike, with the benchmark's
+scores (:func:`engine.bench.pair_scores.score_pairs`: PSNR, SSIM, style distance). The same
+numbers for the before-image itself ("identity") give the scale.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Callable
+
 import torch
 from PIL import Image
-from skimage.metrics import structural_similarity
 
 from engine.backbones.base import Backbone
-from engine.bench.metrics import psnr
+from engine.bench.pair_scores import score_pairs as score_images
 from engine.edit import edit_photo
-from engine.imaging import resize_to, to_tensor
+from engine.imaging import resize_to
 from engine.sampling.sampler import SamplerSettings
 
 
-def ssim(prediction: Image.Image, target: Image.Image) -> float:
-    """Structural similarity of two RGB images of one size (Wang et al. 2004; scikit-image)."""
-    return float(structural_similarity(np.asarray(prediction), np.asarray(target), channel_axis=2, data_range=255))
-
-
-def image_psnr(prediction: Image.Image, target: Image.Image) -> float:
-    return float(psnr((to_tensor(prediction) + 1) / 2, (to_tensor(target) + 1) / 2)[0])
-
-
-def score_pairs(backbone: Backbone, pairs: list[tuple[Image.Image, Image.Image]], edit=None) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``edit(before)`` (default: a plain edit) against the after-images, and
-    of the before-images themselves."""
+def score_pairs(backbone: Backbone, pairs: list[tuple[Image.Image, Image.Image]],
+                edit: Callable[[Image.Image], Image.Image] | None = None) -> dict[str, float]:
+    """Mean ``psnr``, ``ssim`` and ``style`` of ``edit(before)`` (default: a plain edit) against
+    the after-images, and ``identity_*`` of the before-images themselves."""
     edit = edit or (lambda photo: edit_photo(backbone, photo, SamplerSettings()))
-    scores = {"psnr": [], "ssim": [], "identity_psnr": [], "identity_ssim": []}
+    totals: dict[str, float] = {}
     with torch.inference_mode():
         for before, after in pairs:
             result = edit(before)
             target = resize_to(after.convert("RGB"), result.size)
             source = resize_to(before.convert("RGB"), result.size)
-            scores["psnr"].append(image_psnr(result, target))
-            scores["ssim"].append(ssim(result, target))
-            scores["identity_psnr"].append(image_psnr(source, target))
-            scores["identity_ssim"].append(ssim(source, target))
-    return {name: round(sum(values) / len(values), 4) for name, values in scores.items()}
+            for prefix, image in (("", result), ("identity_", source)):
+                for name, value in score_images(image, target).items():
+                    if name != "structure":
+                        totals[prefix + name] = totals.get(prefix + name, 0.0) + float(value[0])
+    return {name: round(value / len(pairs), 4) for name, value in totals.items()}
