@@ -17,10 +17,10 @@ import argparse
 import sys
 from types import ModuleType
 
-from engine.cli import edit, styles, train
+from engine.cli import bench, edit, styles, train
 from engine.errors import AtelierError
 
-COMMANDS: tuple[ModuleType, ...] = (edit, train, styles)
+COMMANDS: tuple[ModuleType, ...] = (edit, train, styles, bench)
 EXIT_ERROR = 2
 
 

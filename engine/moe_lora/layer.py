@@ -138,8 +138,10 @@ class MoELoraLinear(nn.Module):
         if self.folded_weight is not None:
             self.unfold()
         delta = self.delta_weight().detach()
-        self.folded_weight = self.base_layer.weight.data.clone()
-        self.base_layer.weight.data = (self.base_layer.weight.data.float() + delta.float()).to(self.base_layer.weight.dtype)
+        # Keep the original tensor itself (not a copy): a copy made under inference mode could
+        # not be trained again after unfolding.
+        self.folded_weight = self.base_layer.weight.data
+        self.base_layer.weight.data = (self.folded_weight.float() + delta.float()).to(self.folded_weight.dtype)
 
     def unfold(self) -> None:
         """Restore the base weight saved by :meth:`fold`."""

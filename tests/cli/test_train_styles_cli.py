@@ -91,3 +91,16 @@ def test_train_refuses_bad_input_with_one_line(tmp_path, tiny_model, capsys, pro
     code = run("train", "--pairs", pairs, "--style", name, "--steps", 2, "--library", library, "--model", tiny_model)
     error = capsys.readouterr().err.strip()
     assert code == 2 and message in error and len(error.splitlines()) == 1
+
+
+def test_bench_fast_reports_every_method(tmp_path, tiny_model, capsys):
+    report = tmp_path / "bench.json"
+    assert run("bench", "--fast", "--model", tiny_model, "--out", report) == 0
+    table = capsys.readouterr().out
+    for method in ("identity", "base", "moe", "lora"):
+        assert f"| ink sketch | {method} |" in table
+    import json
+
+    data = json.loads(report.read_text())
+    assert set(data["styles"]) == {"ink sketch", "vintage"}
+    assert data["moe_parameters"] > 0 and data["lora_parameters"] > 0

@@ -186,3 +186,15 @@ def test_unknown_style_and_parameter_count():
     with torch.no_grad():
         layer.style_mask[keys[0]][0] = 0
     assert adapter.parameter_count() == per_style - (layer.in_features + layer.out_features)
+
+
+def test_folding_under_inference_mode_leaves_the_model_trainable():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    with torch.inference_mode():
+        with adapter.folded({keys[0]: 1.0}):
+            velocity(backbone)
+    adapter.route({keys[0]: 1.0})
+    loss = velocity(backbone).square().mean()
+    loss.backward()
+    assert next(iter(adapter.layers.values())).style_up[keys[0]].grad is not None

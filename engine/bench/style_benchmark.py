@@ -1,0 +1,143 @@
+"""The five-style benchmark run: ``python -m engine bench`` (``--fast`` for a smoke run).
+
+For every benchmark style (:mod:`engine.bench.styles`), on the fixed splits of
+:mod:`engine.bench.dataset` at the backbone's working size:
+
+* ``identity``: the before-photo itself, against the after;
+* ``base``: the unadapted backbone's edit;
+* ``moe``: one multi-style MoE LoRA trained jointly on all styles (style experts plus shared
+  experts), the style folded into the weights;
+* ``lora``: an independent plain LoRA per style, the same trainer with no shared experts (which
+  equals a peft LoRA, ``tests/moe_lora``), trained for the same steps per style as the joint run
+  spends per style, with the rank of the MoE's style expert plus its shared experts.
+
+Scores on the held-out test pairs: PSNR and SSIM (higher is better) and the random-filter style
+distance (lower is better; :mod:`engine.bench.perceptual`), with each method's adapter size.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+
+from engine.backbones.base import Backbone
+from engine.bench.dataset import benchmark_pairs
+from engine.bench.styles import STYLES
+from engine.configuration import option, require, to_dict
+from engine.moe_lora.adapter import MoELoraAdapter
+from engine.moe_lora.config import MoELoraConfig
+from engine.train.pairs import Pair
+from engine.train.style_data import prepare_style
+from engine.train.style_metrics import score_pairs
+from engine.train.style_trainer import StyleTrainer, StyleTrainingConfig
+from engine.edit import edit_photo
+from engine.sampling.sampler import SamplerSettings
+
+
+@dataclass
+class BenchmarkConfig:
+    """What the benchmark run covers."""
+
+    steps_per_style: int = option(150, "Training steps per style (the joint run takes this times the style count).")
+    test_pairs: int = option(20, "Held-out test pairs per style (at most 20).")
+    styles: str = option(",".join(STYLES), "Comma-separated benchmark styles to run.")
+    baselines: bool = option(True, "Also train independent plain LoRAs per style.")
+    seed: int = option(0, "Seed of training and sampling.")
+
+    def __post_init__(self) -> None:
+        require(self.steps_per_style >= 1, "steps_per_style must be at least 1")
+        require(1 <= self.test_pairs <= 20, "test_pairs must lie between 1 and 20")
+        unknown = [name for name in self.style_names if name not in STYLES]
+        require(not unknown, f"unknown benchmark style(s) {', '.join(unknown)}; known: {', '.join(STYLES)}")
+
+    @property
+    def style_names(self) -> list[str]:
+        return [name.strip() for name in self.styles.split(",") if name.strip()]
+
+
+FAST = BenchmarkConfig(steps_per_style=4, test_pairs=2, styles="ink sketch,vintage", baselines=True)
+
+
+def _as_pairs(items) -> list[Pair]:
+    return [Pair(photo_id, before, after, None, None) for before, after, photo_id in items]
+
+
+def _train(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]], steps: int, seed: int, callback=None):
+    adapter = MoELoraAdapter(backbone, moe)
+    data = [prepare_style(backbone, adapter.add_style(), name, pairs, 1.15) for name, pairs in styles.items()]
+    training = StyleTrainingConfig(steps=steps, seed=seed, checkpoint_every=0, sample_every=0)
+    began = time.perf_counter()
+    StyleTrainer(backbone, adapter, data, training).train(callback=callback)
+    return adapter, {style.name: style.key for style in data}, time.perf_counter() - began
+
+
+def _evaluate(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | None, pairs: list[Pair]) -> dict:
+    images = [(pair.before, pair.after) for pair in pairs]
+    if adapter is None:
+        return score_pairs(backbone, images)
+
+    def styled(photo):
+        with adapter.folded({key: 1.0}):
+            return edit_photo(backbone, photo, SamplerSettings())
+
+    return score_pairs(backbone, images, styled)
+
+
+def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfig | None = None, log=print) -> dict:
+    """Train and score every method; returns a JSON-ready report."""
+    moe = moe or MoELoraConfig()
+    torch.manual_seed(config.seed)
+    names = config.style_names
+    train = {name: _as_pairs(benchmark_pairs(name, "train", backbone.fit_size)) for name in names}
+    test = {name: _as_pairs(benchmark_pairs(name, "test", backbone.fit_size)[: config.test_pairs]) for name in names}
+    report: dict = {"config": to_dict(config), "moe": to_dict(moe), "backbone": backbone.name, "styles": {}}
+
+    log(f"training one MoE LoRA on {len(names)} styles for {config.steps_per_style * len(names)} steps")
+    adapter, keys, seconds = _train(backbone, moe, train, config.steps_per_style * len(names), config.seed)
+    report["moe_training_seconds"] = round(seconds, 1)
+    report["moe_parameters"] = adapter.parameter_count()
+    for name in names:
+        log(f"scoring {name}")
+        report["styles"][name] = {
+            "identity": {k[len("identity_"):]: v for k, v in _evaluate(backbone, None, None, test[name]).items() if k.startswith("identity_")},
+            "base": {k: v for k, v in _evaluate(backbone, None, None, test[name]).items() if not k.startswith("identity_")},
+            "moe": {k: v for k, v in _evaluate(backbone, adapter, keys[name], test[name]).items() if not k.startswith("identity_")},
+        }
+    adapter.remove()
+
+    if config.baselines:
+        lora = MoELoraConfig(targets=moe.targets, rank=moe.rank * (1 + moe.num_shared_experts), alpha=moe.alpha * (1 + moe.num_shared_experts),
+                             num_shared_experts=0)
+        total_parameters, total_seconds = 0, 0.0
+        for name in names:
+            log(f"training a plain LoRA on {name} for {config.steps_per_style} steps")
+            single, single_keys, seconds = _train(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed)
+            total_parameters += single.parameter_count()
+            total_seconds += seconds
+            scores = _evaluate(backbone, single, single_keys[name], test[name])
+            report["styles"][name]["lora"] = {k: v for k, v in scores.items() if not k.startswith("identity_")}
+            single.remove()
+        report["lora_parameters"] = total_parameters
+        report["lora_training_seconds"] = round(total_seconds, 1)
+    report["mean"] = {
+        method: {metric: round(sum(report["styles"][name][method][metric] for name in names) / len(names), 4)
+                 for metric in ("psnr", "ssim", "style")}
+        for method in report["styles"][names[0]]
+    }
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    """The report as a Markdown table: one row per style and method."""
+    lines = ["| style | method | PSNR (dB) | SSIM | style distance |", "|---|---|---|---|---|"]
+    for name, methods in list(report["styles"].items()) + [("mean", report["mean"])]:
+        for method, scores in methods.items():
+            lines.append(f"| {name} | {method} | {scores['psnr']:.2f} | {scores['ssim']:.3f} | {scores['style']:.4f} |")
+    return "\n".join(lines)
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2)
