@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
 
 from engine.backbones.embedded.backbone import ASSETS, EmbeddedBackbone
 from engine.backbones.embedded.config import PRESETS
 from engine.backbones.embedded.instructions import GENERATE, GENERIC_EDITS, IDENTITY, INSTRUCTIONS
 from engine.backbones.base import Condition
 from engine.configuration import option, require, to_dict
-from engine.files import atomic_path, write_text_atomic
+from engine.files import write_text_atomic
+from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.train.schedules import sample_timesteps, warmup_cosine
 from engine.train.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
@@ -101,39 +101,6 @@ def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timest
     return torch.mean((velocity - (noise - targets)) ** 2)
 
 
-def save_checkpoint(folder: Path, step: int, model, ema: dict, optimizer: torch.optim.Optimizer) -> None:
-    """Model, EMA and optimizer moments in safetensors, the step in JSON; each file atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.items()})
-    names = {parameter: name for name, parameter in model.named_parameters()}
-    for parameter, state in optimizer.state.items():
-        for key in ("exp_avg", "exp_avg_sq"):
-            tensors[f"optim.{key}.{names[parameter]}"] = state[key].contiguous()
-    with atomic_path(folder / "checkpoint.safetensors") as temporary:
-        save_file(tensors, temporary)
-    write_text_atomic(folder / "checkpoint.json", json.dumps({"step": step}))
-
-
-def load_checkpoint(folder: Path, model, ema: dict, optimizer: torch.optim.Optimizer) -> int:
-    """Restore a checkpoint written by :func:`save_checkpoint`; returns the next step (0 if none)."""
-    if not (folder / "checkpoint.json").is_file():
-        return 0
-    step = json.loads((folder / "checkpoint.json").read_text())["step"]
-    tensors = load_file(folder / "checkpoint.safetensors")
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    for key in ema:
-        ema[key].copy_(tensors[f"ema.{key}"])
-    for name, parameter in model.named_parameters():
-        if f"optim.exp_avg.{name}" in tensors:
-            optimizer.state[parameter] = {
-                "step": torch.tensor(float(step)),
-                "exp_avg": tensors[f"optim.exp_avg.{name}"],
-                "exp_avg_sq": tensors[f"optim.exp_avg_sq.{name}"],
-            }
-    return step
-
-
 def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
     """Run (or resume) pretraining and return the EMA model; writes nothing to ``config.output``."""
     photos = load_photos(Path(config.photos))
@@ -145,7 +112,10 @@ def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
     ema = {name: value.detach().clone() for name, value in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     run_folder = Path(config.run_folder)
-    start = load_checkpoint(run_folder, model, ema, optimizer)
+    parameters = dict(model.named_parameters())
+    groups, optimizers = {"model": model.state_dict(), "ema": ema}, {"model": (optimizer, parameters)}
+    record = load_checkpoint(run_folder, groups, optimizers)
+    start = record["step"] if record else 0
     accelerator = Accelerator(cpu=True)
     model, optimizer = accelerator.prepare(model, optimizer)
     run_folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +144,7 @@ def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
             log_file.flush()
             log(f"step {step + 1}/{config.steps} loss {loss.item():.4f} ({elapsed / (step + 1 - start):.2f} s/step)")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_checkpoint(run_folder, step + 1, accelerator.unwrap_model(model), ema, optimizer)
+            save_checkpoint(run_folder, step + 1, {"model": accelerator.unwrap_model(model).state_dict(), "ema": ema}, optimizers)
     log_file.close()
     final = EmbeddedBackbone.from_config(config.preset)
     final.model.load_state_dict(ema)
