@@ -53,7 +53,7 @@ def write_model_card(folder: Path, facts: dict, metrics: dict) -> None:
     text = f"""# Atelier embedded base model
 
 A small image-editing diffusion transformer that Atelier trains itself and ships, so the studio
-works out of the box on a CPU with no download. Files: `model.safetensors` (weights, EMA),
+works out of the box on a CPU with no download. Files: `model.safetensors` (weights),
 `config.json` (architecture and training settings), `metrics.json` (the numbers below).
 
 {_table([
@@ -80,8 +80,9 @@ line, cartoon, posterise, sepia, paint, pixel-art, halftone or emboss effect is 
 benchmark styles are new to the model.
 
 Loss: rectified-flow matching on the velocity, logit-normal timesteps; AdamW at
-{config['learning_rate']} with {config['warmup_steps']} warm-up steps and cosine decay; EMA
-{config['ema_decay']}.
+{config['learning_rate']} with {config['warmup_steps']} warm-up steps and cosine decay. Shipped
+weights: {config.get('shipped_weights', 'ema')} (an EMA of decay {config['ema_decay']} is tracked too; over a run this short
+it lags behind the optimizer's weights).
 
 ## Measured quality (held-out photos, native resolution, {metrics['default_steps']} Euler steps)
 

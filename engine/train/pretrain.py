@@ -8,7 +8,8 @@ Recipe (fixed seed; data in :mod:`engine.train.photo_pool`):
 * Loss: rectified-flow matching on the velocity, ``|v_pred - (noise - x_0)|^2``, through the
   backbone contract (the model predicts ``x_0``; Li & He 2025 pair x-prediction with this
   v-loss). ``t`` is logit-normal (SD3, Esser et al. 2024) mapped into ``[min_timestep, 1]``.
-* AdamW with linear warm-up then cosine decay; an EMA of the weights is what gets shipped.
+* AdamW with linear warm-up then cosine decay. An EMA of the weights is kept too; the raw weights
+  are shipped by default, since over a short run the EMA lags behind them.
 * Data for step ``k`` comes from a generator seeded by ``(seed, k)``, so a resumed run sees the
   same batches as an uninterrupted one.
 """
@@ -46,7 +47,8 @@ class PretrainConfig:
     learning_rate: float = option(4e-4, "Peak AdamW learning rate.")
     warmup_steps: int = option(200, "Linear warm-up steps before the cosine decay.")
     weight_decay: float = option(0.01, "AdamW weight decay.")
-    ema_decay: float = option(0.999, "Decay of the exponential moving average of the weights.")
+    ema_decay: float = option(0.999, "Decay of the exponential moving average of the weights (warmed up as (1+k)/(10+k)).")
+    shipped_weights: str = option("raw", "Which weights to write: 'raw' (the optimizer's) or 'ema'; over a run of a few thousand steps the EMA lags behind.")
     identity_fraction: float = option(0.3, "Share of samples that are identity edits.")
     generate_fraction: float = option(0.3, "Share of samples that are generations with no source.")
     seed: int = option(0, "Seed of the initial weights and of every batch.")
@@ -60,6 +62,7 @@ class PretrainConfig:
         require(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be at least 1")
         require(0 <= self.identity_fraction + self.generate_fraction <= 1, "identity and generate fractions must sum to at most 1")
         require(0 < self.ema_decay < 1, "ema_decay must lie in (0, 1)")
+        require(self.shipped_weights in ("raw", "ema"), "shipped_weights must be 'raw' or 'ema'")
 
 
 def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, int], generator: torch.Generator):
@@ -102,7 +105,8 @@ def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timest
 
 
 def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
-    """Run (or resume) pretraining and return the EMA model; writes nothing to ``config.output``."""
+    """Run (or resume) pretraining and return the model with ``config.shipped_weights``; writes
+    nothing to ``config.output``."""
     photos = load_photos(Path(config.photos))
     train_names, _ = split(list(photos))
     sampler = CropSampler.from_arrays([photos[name] for name in train_names])
@@ -135,8 +139,10 @@ def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         with torch.no_grad():
+            # Warm-up as diffusers' EMAModel does, so early weights do not linger in the average.
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
             for name, value in accelerator.unwrap_model(model).state_dict().items():
-                ema[name].lerp_(value, 1 - config.ema_decay) if value.is_floating_point() else ema[name].copy_(value)
+                ema[name].lerp_(value, 1 - decay) if value.is_floating_point() else ema[name].copy_(value)
         if (step + 1) % 25 == 0 or step == start:
             elapsed = time.time() - began
             record = {"step": step + 1, "loss": round(loss.item(), 5), "lr": learning_rate_at(config, step), "elapsed_s": round(elapsed, 1)}
@@ -147,7 +153,7 @@ def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
             save_checkpoint(run_folder, step + 1, {"model": accelerator.unwrap_model(model).state_dict(), "ema": ema}, optimizers)
     log_file.close()
     final = EmbeddedBackbone.from_config(config.preset)
-    final.model.load_state_dict(ema)
+    final.model.load_state_dict(ema if config.shipped_weights == "ema" else accelerator.unwrap_model(model).state_dict())
     return final
 
 
