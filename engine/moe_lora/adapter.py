@@ -162,7 +162,7 @@ class MoELoraAdapter:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Detached float32 copies of :meth:`state_dict_tensors`."""
-        return {name: tensor.detach().float().contiguous() for name, tensor in self.state_dict_tensors()}
+        return {name: tensor.detach().to(torch.float32, copy=True) for name, tensor in self.state_dict_tensors()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         own = dict(self.state_dict())

@@ -23,13 +23,13 @@ def tiny_pairs(offset: int, count: int = 3, seed: int = 0) -> list[Pair]:
     return pairs
 
 
-def tiny_setup(config: StyleTrainingConfig, accelerator=None):
+def tiny_setup(config: StyleTrainingConfig, accelerator=None, adapter_config: MoELoraConfig | None = None):
     backbone = EmbeddedBackbone.from_config("tiny", seed=0)
     with torch.no_grad():  # a zero output layer (the untrained base) would pass no gradient to the adapter
         weight = backbone.transformer.proj_out.weight
         weight.copy_(0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     torch.manual_seed(0)
-    adapter = MoELoraAdapter(backbone, MoELoraConfig(rank=2, num_shared_experts=2))
+    adapter = MoELoraAdapter(backbone, adapter_config or MoELoraConfig(rank=2, num_shared_experts=2))
     keys = [adapter.add_style("xlight00"), adapter.add_style("xdark000")]
     styles = [prepare_style(backbone, keys[0], "light", tiny_pairs(40), 1.15),
               prepare_style(backbone, keys[1], "dark", tiny_pairs(-40, seed=1), 1.15)]
