@@ -155,11 +155,13 @@ def linear_layer_names(module: nn.Module, include: tuple[str, ...] = ADAPTABLE_L
     listed under its own name, and the adapter's inner modules are not listed, so the answer is
     the same before and after wrapping.
     """
-    names = []
+    names, wrapped = [], []
     for name, child in module.named_modules():
         parts = name.split(".")
-        if "base_layer" in parts or any(part.startswith("lora_") for part in parts):
-            continue
+        if any(name.startswith(prefix) for prefix in wrapped) or any(part.startswith("lora_") for part in parts):
+            continue  # inside an adapter: its base layer, experts and router are not layers of the model
+        if isinstance(getattr(child, "base_layer", None), nn.Module):
+            wrapped.append(name + ".")
         is_linear = isinstance(child, nn.Linear) or isinstance(getattr(child, "base_layer", None), nn.Linear)
         if not is_linear or parts[0] not in ("transformer_blocks", "single_transformer_blocks"):
             continue

@@ -198,3 +198,10 @@ def test_folding_under_inference_mode_leaves_the_model_trainable():
     loss = velocity(backbone).square().mean()
     loss.backward()
     assert next(iter(adapter.layers.values())).style_up[keys[0]].grad is not None
+
+
+def test_adapter_targets_are_unchanged_by_a_token_router():
+    backbone = EmbeddedBackbone.from_config("tiny")
+    before = backbone.adapter_targets()
+    MoELoraAdapter(backbone, MoELoraConfig(router="token"))
+    assert backbone.adapter_targets() == before
