@@ -11,7 +11,9 @@ from engine.backbones.registry import EMBEDDED, load_backbone
 from engine.cli.train import add_library_argument
 from engine.library import StyleLibrary, export_style_zip, import_style_zip
 from engine.library.names import validate_style_name
+from engine.errors import InputError
 from engine.moe_lora.adapter import MoELoraAdapter
+from engine.moe_lora.export import export_style_lora
 
 NAME = "styles"
 SUMMARY = "List, show, export, import or delete styles in the library."
@@ -23,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("search", nargs="?", default="", help="Case-insensitive text to look for in names, descriptions and triggers.")
     show = actions.add_parser("show", help="Show one style: description, trigger, pairs, settings and metrics.")
     show.add_argument("name")
-    export = actions.add_parser("export", help="Export a style as a zip (pairs, weights, metadata).")
+    export = actions.add_parser("export", help="Export a style as a zip (pairs, weights, metadata), or as a standard LoRA file.")
     export.add_argument("name")
-    export.add_argument("--out", required=True, type=Path, help="The zip file to write.")
+    export.add_argument("--out", required=True, type=Path,
+                        help="The file to write: a .zip for the whole style, a .safetensors for a diffusers/peft LoRA of its weights.")
     export.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone the style was trained on.")
     imported = actions.add_parser("import", help="Import a style zip made by 'styles export'.")
     imported.add_argument("zip", type=Path)
@@ -49,6 +52,16 @@ def single_style_adapter(library: StyleLibrary, name: str, model: str, out: Path
     return record.expert_key
 
 
+def export_lora(library: StyleLibrary, name: str, model: str, out: Path):
+    """Write ``name`` as a diffusers/peft LoRA file with modelspec metadata; returns the report."""
+    record = library.get_style(name)
+    backbone = load_backbone(model)
+    adapter = MoELoraAdapter.load(library.adapter_path(record), backbone)
+    architecture = "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
+    return export_style_lora(adapter, record.expert_key, out, title=record.name, trigger=record.trigger,
+                             architecture=architecture, description=record.description, training_settings=record.settings)
+
+
 def run(args: argparse.Namespace) -> int:
     with StyleLibrary.open(args.library) as library:
         if args.action == "list":
@@ -63,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"name": record.name, "description": record.description, "trigger": record.trigger,
                               "created": record.created, "backbone": record.backbone, "pairs": len(record.pairs),
                               "metrics": record.metrics, "settings": record.settings}, indent=2))
+        elif args.action == "export" and args.out.suffix.lower() == ".safetensors":
+            report = export_lora(library, args.name, args.model, args.out)
+            exactness = "exact" if report.exact else f"relative error {report.error:.4f}"
+            print(f"wrote {args.out} (a diffusers/peft LoRA, {exactness})")
         elif args.action == "export":
+            if args.out.suffix.lower() != ".zip":
+                raise InputError(f"{args.out}: export writes a .zip (the whole style) or a .safetensors (a LoRA); pick one of those")
             with tempfile.TemporaryDirectory(prefix="atelier-export-") as folder:
                 weights = Path(folder) / "style.safetensors"
                 key = single_style_adapter(library, args.name, args.model, weights)

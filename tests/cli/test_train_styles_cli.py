@@ -67,6 +67,13 @@ def test_train_edit_mix_export_import_delete(tmp_path, tiny_model, capsys):
 
     archive = tmp_path / "light.zip"
     assert run("styles", "export", "Light", "--out", archive, *common) == 0
+    lora_file = tmp_path / "light.safetensors"
+    assert run("styles", "export", "Light", "--out", lora_file, *common) == 0
+    assert "exact" in capsys.readouterr().out
+    from engine.backbones.registry import load_backbone
+    from engine.moe_lora.lora_files import read_lora_file
+
+    assert read_lora_file(lora_file, load_backbone(tiny_model))
     assert run("styles", "delete", "Dark", *common) == 0
     assert run("edit", "--input", photo, "--out", tmp_path / "light3.png", "--style", "Light", *common) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "light3.png")), light_before)
