@@ -17,6 +17,7 @@ distance (lower is better; :mod:`engine.bench.perceptual`), with each method's a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -65,10 +66,12 @@ def _as_pairs(items) -> list[Pair]:
     return [Pair(photo_id, before, after, None, None) for before, after, photo_id in items]
 
 
-def _train(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]], steps: int, seed: int, callback=None):
+def _train(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]], steps: int, seed: int,
+           training: StyleTrainingConfig | None = None, callback=None):
     adapter = MoELoraAdapter(backbone, moe)
-    data = [prepare_style(backbone, adapter.add_style(), name, pairs, 1.15) for name, pairs in styles.items()]
-    training = StyleTrainingConfig(steps=steps, seed=seed, checkpoint_every=0, sample_every=0)
+    base = training or StyleTrainingConfig()
+    data = [prepare_style(backbone, adapter.add_style(), name, pairs, base.crop_margin) for name, pairs in styles.items()]
+    training = dataclasses.replace(base, steps=steps, seed=seed, checkpoint_every=0, sample_every=0)
     began = time.perf_counter()
     StyleTrainer(backbone, adapter, data, training).train(callback=callback)
     return adapter, {style.name: style.key for style in data}, time.perf_counter() - began
@@ -80,14 +83,22 @@ def _evaluate(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | Non
         return score_pairs(backbone, images)
 
     def styled(photo):
-        with adapter.folded({key: 1.0}):
+        if adapter.config.foldable:
+            with adapter.folded({key: 1.0}):
+                return edit_photo(backbone, photo, SamplerSettings())
+        adapter.route({key: 1.0})
+        try:
             return edit_photo(backbone, photo, SamplerSettings())
+        finally:
+            adapter.clear_routing()
 
     return score_pairs(backbone, images, styled)
 
 
-def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfig | None = None, log=print) -> dict:
-    """Train and score every method; returns a JSON-ready report."""
+def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfig | None = None,
+                  training: StyleTrainingConfig | None = None, log=print) -> dict:
+    """Train and score every method; returns a JSON-ready report. ``training`` overrides the
+    trainer's defaults (its steps and seed come from ``config``)."""
     moe = moe or MoELoraConfig()
     torch.manual_seed(config.seed)
     names = config.style_names
@@ -96,7 +107,7 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
     report: dict = {"config": to_dict(config), "moe": to_dict(moe), "backbone": backbone.name, "styles": {}}
 
     log(f"training one MoE LoRA on {len(names)} styles for {config.steps_per_style * len(names)} steps")
-    adapter, keys, seconds = _train(backbone, moe, train, config.steps_per_style * len(names), config.seed)
+    adapter, keys, seconds = _train(backbone, moe, train, config.steps_per_style * len(names), config.seed, training)
     report["moe_training_seconds"] = round(seconds, 1)
     report["moe_parameters"] = adapter.parameter_count()
     for name in names:
@@ -114,7 +125,7 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
         total_parameters, total_seconds = 0, 0.0
         for name in names:
             log(f"training a plain LoRA on {name} for {config.steps_per_style} steps")
-            single, single_keys, seconds = _train(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed)
+            single, single_keys, seconds = _train(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed, training)
             total_parameters += single.parameter_count()
             total_seconds += seconds
             scores = _evaluate(backbone, single, single_keys[name], test[name])
