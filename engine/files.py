@@ -19,10 +19,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary_path = Path(temporary)
-    # mkstemp makes owner-only files; a saved photo or model should be readable like any other file.
-    os.chmod(temporary_path, 0o644)
     try:
         yield temporary_path
+        # mkstemp makes owner-only files (and so do some writers, safetensors among them, that
+        # replace the path); a saved photo or model should be readable like any other file.
+        os.chmod(temporary_path, 0o644)
         with open(temporary_path, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temporary_path, target)
