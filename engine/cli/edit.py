@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.backbones.embedded.instructions import GENERATE, INSTRUCTIONS
-from engine.backbones.registry import EMBEDDED, load_backbone
+from engine.backbones.registry import DTYPE_CHOICES, EMBEDDED, compute_dtype, load_backbone
 from engine.cli.arguments import add_config_arguments, config_from_args
 from engine.cli.progress import ProgressBar
 from engine.edit import edit_photo
@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"The edit to make; empty uses the model's default. The embedded model knows: {edits}.")
     parser.add_argument("--model", default=EMBEDDED, metavar="SPEC",
                         help="'embedded' (the shipped model, the default), a model folder, or a FLUX.1 Kontext folder or hub id.")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="Compute precision: 'auto' is bfloat16 for plain edits and float32 with styles.")
     parser.add_argument("--style", action="append", default=[], metavar="NAME",
                         help=f"A library style to edit in; repeat (up to {MAX_MIX}) to mix styles.")
     parser.add_argument("--weight", action="append", type=float, default=[], metavar="W",
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     settings = config_from_args(SamplerSettings, args)
     mix = style_mix(args.style, args.weight)
     photo = load_photo(args.input)
-    backbone = load_backbone(args.model)
+    backbone = load_backbone(args.model, dtype=compute_dtype(args.dtype, styled=bool(mix)))
     if mix:
         with StyleLibrary.open(args.library) as library:
             editor = StyleEditor(backbone, library)
