@@ -30,13 +30,14 @@ class StyleEditor:
         self.backbone, self.library = backbone, library
         self._adapter: MoELoraAdapter | None = None
         self._adapter_sha256: str | None = None
+        self._folded_mix: dict[str, float] | None = None  # kept folded while the same mix is asked for again
         self._lock = threading.Lock()
 
     def _adapter_for(self, sha256: str, path) -> MoELoraAdapter:
         if self._adapter_sha256 != sha256:
             if self._adapter is not None:
                 self._adapter.remove()
-                self._adapter = None
+                self._adapter, self._folded_mix = None, None
             self._adapter = MoELoraAdapter.load(path, self.backbone)
             self._adapter_sha256 = sha256
         return self._adapter
@@ -62,18 +63,32 @@ class StyleEditor:
 
     def edit(self, photo: Image.Image, mix: Mapping[str, float], settings: SamplerSettings | None = None,
              callback: PreviewCallback | None = None, fold: bool = True) -> Image.Image:
-        """Edit ``photo`` with a style mix (``{}`` for the plain base model)."""
+        """Edit ``photo`` with a style mix (``{}`` for the plain base model).
+
+        A foldable mix stays folded in the weights after the edit, so the next edit with the same
+        mix costs a base edit and no folding; another mix, or none, unfolds it first.
+        """
         with self._lock:
             adapter, keyed = self.resolve(mix)
+            if self._adapter is not None and self._folded_mix is not None and (adapter is None or keyed != self._folded_mix or not fold):
+                self._adapter.unfold()
+                self._folded_mix = None
             if adapter is None:
-                if self._adapter is not None:
-                    self._adapter.clear_routing()
                 return edit_photo(self.backbone, photo, settings, callback=callback)
             if fold and adapter.config.foldable:
-                with adapter.folded(keyed):
-                    return edit_photo(self.backbone, photo, settings, callback=callback)
+                if self._folded_mix != keyed:
+                    adapter.fold(keyed)
+                    self._folded_mix = keyed
+                return edit_photo(self.backbone, photo, settings, callback=callback)
             adapter.route(keyed)
             try:
                 return edit_photo(self.backbone, photo, settings, callback=callback)
             finally:
                 adapter.clear_routing()
+
+    def release(self) -> None:
+        """Unfold and unwrap the adapter, leaving the backbone as it was loaded."""
+        with self._lock:
+            if self._adapter is not None:
+                self._adapter.remove()
+            self._adapter, self._adapter_sha256, self._folded_mix = None, None, None

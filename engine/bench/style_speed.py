@@ -2,7 +2,9 @@
 (``python -m engine.bench.style_speed``).
 
 * Edit: a base edit, an edit with one style folded into the weights, with a two-style mix
-  folded, and with the two-style mix unfolded (the adapter path run at every layer).
+  folded (each timed against base edits in its own interleaved run while folded, the steady
+  state of the studio and CLI, which keep a mix folded while it is reused), and with the
+  two-style mix unfolded (the adapter path run at every layer); and the one-off cost of folding.
 * Training: one optimizer step of the MoE LoRA (one style expert plus the shared experts) against
   one step of a plain peft LoRA whose rank equals the MoE's total rank (all components of the
   style and shared experts), same batch, same layers.
@@ -34,7 +36,8 @@ def randomise(adapter: MoELoraAdapter) -> None:
 
 
 def edit_costs(model: str, repeats: int) -> dict:
-    backbone = load_backbone(model)
+    """Seconds per edit and ratios to a base edit on a second, unadapted copy of the model."""
+    plain, backbone = load_backbone(model), load_backbone(model)
     adapter = MoELoraAdapter(backbone, MoELoraConfig())
     first, second = adapter.add_style(), adapter.add_style()
     randomise(adapter)
@@ -42,24 +45,26 @@ def edit_costs(model: str, repeats: int) -> dict:
     photo = to_pil(torch.rand(1, 3, side, side) * 2 - 1)[0]
     settings = SamplerSettings()
 
-    def base():
-        adapter.clear_routing()
+    def styled_edit():
         edit_photo(backbone, photo, settings)
-
-    def folded(mix):
-        def run():
-            with adapter.folded(mix):
-                edit_photo(backbone, photo, settings)
-        return run
 
     def unfolded():
         adapter.route({first: 0.5, second: 0.5})
-        edit_photo(backbone, photo, settings)
+        styled_edit()
         adapter.clear_routing()
 
-    seconds = interleaved_medians({"base": base, "one style folded": folded({first: 1.0}),
-                                   "two-style mix folded": folded({first: 0.5, second: 0.5}), "two-style mix unfolded": unfolded}, repeats)
-    return {name: {"seconds": round(value, 4), "ratio_to_base": round(value / seconds["base"], 3)} for name, value in seconds.items()}
+    variants = {"base": lambda: edit_photo(plain, photo, settings), "two-style mix unfolded": unfolded}
+    seconds = interleaved_medians(variants, repeats)
+    for label, mix in (("one style folded", {first: 1.0}), ("two-style mix folded", {first: 0.5, second: 0.5})):
+        # Steady state: the studio and CLI keep a mix folded while it is reused (StyleEditor).
+        adapter.fold(mix)
+        pair = interleaved_medians({"base": variants["base"], label: styled_edit}, repeats)
+        adapter.unfold()
+        seconds[label] = seconds["base"] * pair[label] / pair["base"]
+    fold = interleaved_medians({"fold": lambda: (adapter.fold({first: 1.0}), adapter.unfold())}, repeats)["fold"]
+    report = {name: {"seconds": round(value, 4), "ratio_to_base": round(value / seconds["base"], 3)} for name, value in seconds.items()}
+    report["fold and unfold (once per mix change)"] = {"seconds": round(fold, 4)}
+    return report
 
 
 def training_costs(model: str, repeats: int, batch_size: int) -> dict:

@@ -106,20 +106,29 @@ class MoELoraAdapter:
         """Switch the adapter off: the layers return the base output."""
         self.routing.keys, self.routing.weights = [], None
 
-    @contextlib.contextmanager
-    def folded(self, mix: Mapping[str, float]) -> Iterator[None]:
-        """Within the block, the mix is folded into the base weights: an edit costs a base edit."""
+    def fold(self, mix: Mapping[str, float]) -> None:
+        """Fold one style mix into the base weights until :meth:`unfold`: edits then cost
+        exactly what a base edit costs."""
         if not self.config.foldable:
             raise InputError("this adapter routes by token and cannot be folded; edit unfolded")
         self.route(mix)
         for layer in self.layers.values():
             layer.fold()
+
+    def unfold(self) -> None:
+        """Restore the base weights and switch routing off."""
+        for layer in self.layers.values():
+            layer.unfold()
+        self.clear_routing()
+
+    @contextlib.contextmanager
+    def folded(self, mix: Mapping[str, float]) -> Iterator[None]:
+        """Within the block, the mix is folded into the base weights."""
+        self.fold(mix)
         try:
             yield
         finally:
-            for layer in self.layers.values():
-                layer.unfold()
-            self.clear_routing()
+            self.unfold()
 
     # Parameters --------------------------------------------------------------------------
     def parameters(self, styles: list[str] | None = None, shared: bool = True) -> list[nn.Parameter]:

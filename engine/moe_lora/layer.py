@@ -59,6 +59,8 @@ class MoELoraLinear(nn.Module):
             nn.init.zeros_(self.token_router.weight)
         self.folded_weight: torch.Tensor | None = None
         self.last_gates: torch.Tensor | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._cache_signature: tuple | None = None
 
     def _init_down(self, rows: int) -> torch.Tensor:
         # Kaiming-uniform rows as peft initialises lora_A; B = 0 keeps the start an identity.
@@ -149,13 +151,34 @@ class MoELoraLinear(nn.Module):
             self.base_layer.weight.data = self.folded_weight
             self.folded_weight = None
 
+    def _static_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`components` for a style router at inference, cached until the routing or any
+        expert tensor changes (tensor version counters move on every in-place write), so an
+        unfolded mix does not rebuild its concatenated experts at every step."""
+        tensors = [self.shared_down, self.shared_up, self.shared_mask]
+        for key in self.routing.keys:
+            tensors += [self.style_down[key], self.style_up[key], self.style_mask[key], self.style_router[key]]
+        weights = self.routing.weights
+        signature = (id(weights), weights._version, tuple(self.routing.keys), tuple((id(t), t._version) for t in tensors))
+        if self._cache_signature != signature:
+            down, up, coefficients = self.components()
+            if coefficients.shape[0] == 1:
+                # One mix for the whole batch: fold the coefficients into B once.
+                up, coefficients = up * coefficients[0], None
+            self._cache = (down, up, coefficients)
+            self._cache_signature = signature
+        return self._cache
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden``: ``(B, ..., in)``; returns ``(B, ..., out)``."""
         result = self.base_layer(hidden)
         if self.folded_weight is not None or self.routing.weights is None or not self.routing.keys:
             return result
-        down, up, coefficients = self.components(hidden)
+        static = self.token_router is None and not torch.is_grad_enabled()
+        down, up, coefficients = self._static_components() if static else self.components(hidden)
         projected = F.linear(hidden, down.to(hidden.dtype))  # (B, ..., R)
+        if coefficients is None:  # already in up (see _static_components)
+            return result + F.linear(projected, up.to(hidden.dtype))
         if coefficients.dim() == 2:
             coefficients = coefficients.view(coefficients.shape[0], *([1] * (projected.dim() - 2)), -1)
         return result + F.linear(projected * coefficients.to(hidden.dtype), up.to(hidden.dtype))

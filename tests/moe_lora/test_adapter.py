@@ -205,3 +205,22 @@ def test_adapter_targets_are_unchanged_by_a_token_router():
     before = backbone.adapter_targets()
     MoELoraAdapter(backbone, MoELoraConfig(router="token"))
     assert backbone.adapter_targets() == before
+
+
+def test_inference_cache_follows_routing_and_weight_changes():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    adapter.route({keys[0]: 1.0})
+    with torch.no_grad():
+        first = velocity(backbone)
+        layer = next(iter(adapter.layers.values()))
+        layer.style_up[keys[0]].mul_(2.0)  # an in-place write must invalidate the cache
+        changed = velocity(backbone)
+    assert (changed - first).abs().max() > 1e-4
+    with torch.enable_grad():
+        reference = velocity(backbone).detach()
+    torch.testing.assert_close(changed, reference)
+    adapter.route({keys[1]: 1.0})
+    with torch.no_grad():
+        other = velocity(backbone)
+    assert (other - changed).abs().max() > 1e-4
