@@ -112,9 +112,10 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
     report["moe_parameters"] = adapter.parameter_count()
     for name in names:
         log(f"scoring {name}")
+        base = _evaluate(backbone, None, None, test[name])
         report["styles"][name] = {
-            "identity": {k[len("identity_"):]: v for k, v in _evaluate(backbone, None, None, test[name]).items() if k.startswith("identity_")},
-            "base": {k: v for k, v in _evaluate(backbone, None, None, test[name]).items() if not k.startswith("identity_")},
+            "identity": {k[len("identity_"):]: v for k, v in base.items() if k.startswith("identity_")},
+            "base": {k: v for k, v in base.items() if not k.startswith("identity_")},
             "moe": {k: v for k, v in _evaluate(backbone, adapter, keys[name], test[name]).items() if not k.startswith("identity_")},
         }
     adapter.remove()
