@@ -9,15 +9,9 @@ from engine.errors import InputError
 from engine.moe_lora.adapter import MoELoraAdapter, target_layers
 from engine.moe_lora.config import MoELoraConfig
 from engine.moe_lora.layer import MoELoraLinear
+from moe_fixtures import base_backbone, randomise
 
 TOKENS = (torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),)
-
-
-def base_backbone(seed: int = 0) -> EmbeddedBackbone:
-    backbone = EmbeddedBackbone.from_config("tiny", seed=seed)
-    with torch.no_grad():  # a non-identity base, so adapters act on a real function
-        backbone.transformer.proj_out.weight.copy_(0.05 * torch.randn(backbone.transformer.proj_out.weight.shape, generator=torch.Generator().manual_seed(seed)))
-    return backbone
 
 
 def make(config: MoELoraConfig, styles: int = 2, seed: int = 0):
@@ -25,15 +19,6 @@ def make(config: MoELoraConfig, styles: int = 2, seed: int = 0):
     adapter = MoELoraAdapter(backbone, config)
     keys = [adapter.add_style() for _ in range(styles)]
     return backbone, adapter, keys
-
-
-def randomise(adapter: MoELoraAdapter, seed: int = 1, scale: float = 0.2) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in adapter.layers.values():
-            for name, parameter in layer.named_parameters():
-                if not name.startswith("base_layer") and "mask" not in name:
-                    parameter.copy_(scale * torch.randn(parameter.shape, generator=generator))
 
 
 def velocity(backbone, source=None):

@@ -23,27 +23,11 @@ from engine.moe_lora.config import MoELoraConfig
 from engine.moe_lora.export import export_style_lora
 from engine.moe_lora.lora_files import lora_delta, read_lora_file
 from tests.backbones.kontext_fixtures import TINY_SEQUENCE_LENGTH, tiny_kontext_folder  # noqa: F401 - fixture
+from moe_fixtures import base_backbone, randomise
 
 pytestmark = pytest.mark.timeout(120)
 NOISY = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 EXPORT = dict(title="Watercolour", trigger="in watercolour", architecture="atelier-embedded")
-
-
-def base_backbone(seed: int = 0) -> EmbeddedBackbone:
-    backbone = EmbeddedBackbone.from_config("tiny", seed=seed)
-    with torch.no_grad():  # a non-identity output layer, so the output depends on every block
-        weight = backbone.transformer.proj_out.weight
-        weight.copy_(0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)))
-    return backbone
-
-
-def randomise(adapter: MoELoraAdapter, seed: int = 1, scale: float = 0.2) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in adapter.layers.values():
-            for name, parameter in layer.named_parameters():
-                if not name.startswith("base_layer") and "mask" not in name:
-                    parameter.copy_(scale * torch.randn(parameter.shape, generator=generator))
 
 
 def prune(adapter: MoELoraAdapter, key: str) -> dict[str, int]:
