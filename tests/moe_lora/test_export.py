@@ -15,7 +15,6 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from engine.backbones.embedded.backbone import EmbeddedBackbone
 from engine.backbones.kontext import KontextBackbone
 from engine.errors import InputError
 from engine.moe_lora.adapter import MoELoraAdapter
