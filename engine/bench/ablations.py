@@ -23,7 +23,7 @@ from engine.train.style_trainer import StyleTrainingConfig
 
 BASE = MoELoraConfig()
 VARIANTS: dict[str, tuple[MoELoraConfig, StyleTrainingConfig]] = {
-    "default (style router, softmax, all, 2 shared)": (BASE, StyleTrainingConfig()),
+    "default": (BASE, StyleTrainingConfig()),  # style router, softmax gate, all layers, 2 shared experts
     "token router": (dataclasses.replace(BASE, router="token"), StyleTrainingConfig()),
     "top-1 gate": (dataclasses.replace(BASE, gate="top_k", top_k=1), StyleTrainingConfig()),
     "no shared experts": (dataclasses.replace(BASE, num_shared_experts=0), StyleTrainingConfig()),
