@@ -39,7 +39,7 @@ class StyleTrainingConfig:
     batch_size: int = option(8, "Crops per step over all processes (a multiple of the process count).")
     learning_rate: float = option(2e-3, "Peak AdamW learning rate of the adapter.")
     warmup_steps: int = option(20, "Linear warm-up steps before the cosine decay.")
-    adversarial_weight: float = option(0.0, "Weight of the adversarial loss (0 turns it and the discriminator off).")
+    adversarial_weight: float = option(0.0, "Weight of the adversarial loss; 0 (the default, since it did not help in the ablation in BENCHMARKS.md) turns it and the discriminator off.")
     adversarial_start: int = option(100, "Step at which the adversarial loss switches on.")
     discriminator_learning_rate: float = option(2e-4, "AdamW learning rate of the discriminator.")
     crop_margin: float = option(1.15, "Pairs are resized to this times the native side before cropping.")
