@@ -22,7 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help=f"port to serve on (default $GRADIO_SERVER_PORT, else {DEFAULT_PORT})")
     parser.add_argument("--model", default="embedded", help="'embedded' (the shipped model), a model folder, or a FLUX.1 Kontext hub id (default: embedded)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="compute precision (default auto: bfloat16, measured as fast and as faithful for plain edits)")
+                        help="compute precision (default auto: float32, since styles are folded into the weights)")
+    parser.add_argument("--library", default=None, metavar="DIR",
+                        help="the style library folder (default: $ATELIER_LIBRARY, else the repository's styles/)")
     args = parser.parse_args(argv)
     if args.port is None:
         env_port = os.environ.get("GRADIO_SERVER_PORT", "")
@@ -41,16 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     # torch and gradio load after parsing, so --help answers at once.
     from engine.backbones.registry import compute_dtype, load_backbone
     from engine.errors import AtelierError
+    from engine.library import StyleLibrary
     from studio.app import build_studio, launch_studio
+    from studio.context import new_context
 
     print(f"Loading model {args.model!r}…", flush=True)
     try:
-        backbone = load_backbone(args.model, dtype=compute_dtype(args.dtype, styled=False))
+        backbone = load_backbone(args.model, dtype=compute_dtype(args.dtype, styled=True))
+        library = StyleLibrary.open(args.library)
     except AtelierError as error:
         print(f"atelier: {error}", file=sys.stderr)
         return 2
-    studio = build_studio(backbone, model_label=args.model)
-    launch_studio(studio, host=args.host, port=args.port, max_file_size=MAX_UPLOAD)
+    with library:
+        studio = build_studio(new_context(backbone, args.model, library))
+        launch_studio(studio, host=args.host, port=args.port, max_file_size=MAX_UPLOAD)
     return 0
 
 

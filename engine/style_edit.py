@@ -62,8 +62,10 @@ class StyleEditor:
         return adapter, {record.expert_key: mix[record.name] for record in records}
 
     def edit(self, photo: Image.Image, mix: Mapping[str, float], settings: SamplerSettings | None = None,
-             callback: PreviewCallback | None = None, fold: bool = True) -> Image.Image:
-        """Edit ``photo`` with a style mix (``{}`` for the plain base model).
+             callback: PreviewCallback | None = None, fold: bool = True, prompt: str = "") -> Image.Image:
+        """Edit ``photo`` with a style mix (``{}`` for the plain base model, following ``prompt``).
+
+        Styles are trained with the empty prompt, so a styled edit ignores ``prompt``.
 
         A foldable mix stays folded in the weights after the edit, so the next edit with the same
         mix costs a base edit and no folding; another mix, or none, unfolds it first.
@@ -74,7 +76,7 @@ class StyleEditor:
                 self._adapter.unfold()
                 self._folded_mix = None
             if adapter is None:
-                return edit_photo(self.backbone, photo, settings, callback=callback)
+                return edit_photo(self.backbone, photo, settings, prompt=prompt, callback=callback)
             if fold and adapter.config.foldable:
                 if self._folded_mix != keyed:
                     adapter.fold(keyed)

@@ -1,7 +1,7 @@
 """The studio's page: a header and one tab per task, built without side effects until launch.
 
-``build_studio(backbone)`` returns the :class:`gradio.Blocks` (nothing is served or queued at
-import or build time); ``launch_studio(studio, ...)`` turns on the queue and serves it, bound to
+``build_studio(context)`` returns the :class:`gradio.Blocks` for a :class:`StudioContext` (the
+loaded model and the open style library; nothing is served or queued at import or build time); ``launch_studio(studio, ...)`` turns on the queue and serves it, bound to
 127.0.0.1 unless told otherwise.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.backbones.base import Backbone
+from studio.context import StudioContext
 from studio.edit_tab import build_edit_tab
 
 TITLE = "Atelier"
@@ -20,8 +20,8 @@ DEFAULT_PORT = 7860
 MAX_UPLOAD = "20mb"
 HEADER = """\
 # Atelier
-A desktop studio for few-shot, multi-style image editing. Upload a photo, press **Edit**, and watch
-the model work step by step; then compare the result with your photo and download it.
+A desktop studio for few-shot, multi-style image editing. **Edit** a photo in a style from your
+library or a mix of styles, **Train** a new style from a few before/after pairs, and browse the **Library**.
 """
 CSS = """
 .gradio-container { max-width: 1360px !important; margin: 0 auto; }
@@ -52,15 +52,17 @@ def model_caption(model_label: str) -> str:
     return path.name if path.is_dir() and path.name else model_label
 
 
-def build_studio(backbone: Backbone, model_label: str = "embedded") -> gr.Blocks:
-    """Build the studio for a loaded backbone; ``model_label`` is how the user named the model."""
+def build_studio(context: StudioContext) -> gr.Blocks:
+    """Build the studio's page over a loaded model and an open library."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as studio:
+        context.make_signal()
         with gr.Row(equal_height=True):
             gr.Markdown(HEADER, elem_id="atelier-header")
-            gr.Markdown(f"Model: `{model_caption(model_label)}` · {backbone.name}", elem_id="atelier-model")
+            gr.Markdown(f"Model: `{model_caption(context.model_spec)}` · {context.backbone.name}<br>"
+                        f"Library: `{context.library.root}`", elem_id="atelier-model")
         with gr.Tabs(elem_id="atelier-tabs"):
             with gr.Tab("Edit", id="edit"):
-                build_edit_tab(backbone)
+                build_edit_tab(context)
     return studio
 
 

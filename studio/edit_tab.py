@@ -1,222 +1,119 @@
-"""The Edit page: upload a photo, run the model with live step previews, compare and download.
+"""The Edit page: upload a photo, pick a style or mix up to three, watch the steps, compare, download.
 
-The page only maps widgets to :func:`engine.edit.edit_photo` and shows what comes back:
+Layout and wiring only; the handlers are in :mod:`studio.edit_run`.
 
 * the controls take their defaults from the backbone and :class:`SamplerSettings`, and their help
   texts from the dataclass metadata, so the page and the CLI describe a setting the same way;
-* clicking *Edit* first checks the request with no concurrency limit (a missing photo or a bad
-  setting is reported at once, even while another edit runs), then ``.success()`` runs the edit
-  in the ``edit`` queue;
-* the edit runs in a worker thread (:func:`studio.streaming.stream_call`); each step's estimate
-  is yielded to the *Live preview* image, and the result replaces it as a before/after slider
-  (the photo at the working size beside the result) with a download of the result PNG.
+* the style dropdowns list the library's styles for this model and refresh when another tab
+  changes the library (``context.library_version``), with no page reload;
+* clicking *Edit* first checks the request with no concurrency limit, then ``.success()`` runs
+  the edit in the ``edit`` queue, which training never uses, so an edit never waits for training.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import html
-import logging
-import tempfile
-import time
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
 
 import gradio as gr
-from PIL import Image
 
-from engine.backbones.base import Backbone
 from engine.configuration import help_of
-from engine.edit import edit_photo
-from engine.errors import AtelierError
-from engine.imaging import load_photo, resize_to, save_image
+from engine.library import StyleLibrary
 from engine.sampling.sampler import SamplerSettings
-from studio.streaming import Finished, stream_call
+from engine.style_edit import MAX_MIX
+from studio.context import StudioContext
+from studio.edit_run import NO_STYLE, check_request, default_setting, run_edit
 
-LOGGER = logging.getLogger(__name__)
-# Edits share the backbone, so they run one at a time in their own queue; a later training run
-# uses another concurrency id and never holds an edit up.
+# Edits share the backbone, so they run one at a time in their own queue.
 EDIT_QUEUE = "edit"
 STEPS_CEILING = 50
 SEED_CEILING = 2**32 - 1
-NO_PHOTO = "Upload a photo first."
+MAX_WEIGHT = 1.5
+EDITABLE_KINDS = ("moe", "lora")
 
 
-def _default(name: str) -> Any:
-    """The default value of a :class:`SamplerSettings` field."""
-    return next(field.default for field in dataclasses.fields(SamplerSettings) if field.name == name)
+def style_choices(library: StyleLibrary, backbone_name: str) -> list[str]:
+    """The styles an edit on ``backbone_name`` can use, after the 'None' choice."""
+    names = [record.name for record in library.list_styles()
+             if record.backbone == backbone_name and record.adapter.kind in EDITABLE_KINDS]
+    return [NO_STYLE] + names
 
 
-def page_error(error: Exception, title: str) -> gr.Error:
-    """A message in the page for an :class:`AtelierError` (its text is shown as text, not HTML)."""
-    return gr.Error(html.escape(str(error)), title=title)
+def refreshed_dropdowns(context: StudioContext, *values: str | None) -> list[dict]:
+    """New choices for every style dropdown, keeping each pick that still exists."""
+    choices = style_choices(context.library, context.backbone.name)
+    return [gr.update(choices=choices, value=value if value in choices else NO_STYLE) for value in values]
 
 
-def settings_from(steps: float | None, seed: float | None, strength: float | None) -> SamplerSettings:
-    """Sampler settings from the widget values (empty fields take the defaults)."""
-    return SamplerSettings(
-        steps=int(steps) if steps is not None else _default("steps"),
-        seed=int(seed) if seed is not None else _default("seed"),
-        strength=float(strength) if strength is not None else _default("strength"),
-    )
-
-
-def check_request(photo: str | None, prompt: str | None, steps: float | None, seed: float | None, strength: float | None) -> tuple[Any, Any]:
-    """Refuse a request the engine would refuse, before it waits for the model.
-
-    Returns updates that say the edit is waiting and hide the last result's download.
-    """
-    if not photo:
-        raise gr.Error(NO_PHOTO, title="No photo")
-    try:
-        settings_from(steps, seed, strength)
-    except AtelierError as error:
-        raise page_error(error, "Check the settings") from error
-    return gr.update(value="Waiting for the model…"), gr.update(visible=False)
-
-
-def run_edit(
-    backbone: Backbone,
-    output_folder: Path,
-    photo_path: str | None,
-    prompt: str | None,
-    steps: float | None,
-    seed: float | None,
-    strength: float | None,
-) -> Iterator[tuple[Any, Any, Any, Any]]:
-    """Edit the photo and stream ``(preview, comparison, status, download)`` updates.
-
-    The comparison is ``(photo at the working size, result)``; the download is the result as
-    a PNG in ``output_folder``. An :class:`AtelierError` becomes a message in the page.
-    """
-    if not photo_path:
-        raise gr.Error(NO_PHOTO, title="No photo")
-    try:
-        settings = settings_from(steps, seed, strength)
-        photo = load_photo(photo_path)
-    except AtelierError as error:
-        raise page_error(error, "Cannot edit") from error
-
-    started = time.monotonic()
-    yield gr.update(value=None, visible=True), gr.update(visible=False), "Starting…", gr.update(visible=False)
-    try:
-        edit = lambda callback: edit_photo(backbone, photo, settings, prompt=prompt or "", callback=callback)  # noqa: E731
-        for event in stream_call(edit, name="atelier-edit"):
-            if isinstance(event, Finished):
-                result = event.value
-                break
-            status = f"Step {event.step} of {event.total}…"
-            yield gr.update(value=event.preview), gr.skip(), status, gr.skip()
-    except Exception as error:
-        yield gr.update(visible=False), gr.update(visible=True), "The last edit failed.", gr.skip()
-        if isinstance(error, AtelierError):
-            raise page_error(error, "Edit failed") from error
-        LOGGER.exception("edit failed")
-        raise gr.Error("The edit failed unexpectedly; the terminal running Atelier shows the details.", title="Edit failed") from error
-
-    before = resize_to(photo, result.size)
-    download = save_result(result, output_folder, Path(photo_path).stem, settings.seed)
-    width, height = result.size
-    status = f"Done in {time.monotonic() - started:.1f} s: {width}×{height} px, seed {settings.seed}. Drag the slider to compare."
-    yield (
-        gr.update(value=None, visible=False),
-        gr.update(value=(before, result), visible=True),
-        status,
-        gr.update(value=str(download), visible=True),
-    )
-
-
-def save_result(result: Image.Image, folder: Path, stem: str, seed: int) -> Path:
-    """Write the result as a PNG named after the photo and seed, in a folder of its own."""
-    target = folder / uuid.uuid4().hex / f"{stem}-atelier-seed{seed}.png"
-    target.parent.mkdir(parents=True)
-    return save_image(result, target)
-
-
-def build_edit_tab(backbone: Backbone) -> None:
+def build_edit_tab(context: StudioContext) -> None:
     """Lay out the Edit page inside the current Blocks context and wire its events."""
-    # Results live as long as the page (the folder goes when the process ends).
-    results = tempfile.TemporaryDirectory(prefix="atelier-results-")
+    backbone = context.backbone
+    choices = style_choices(context.library, backbone.name)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=300):
-            photo = gr.Image(
-                label="Photo",
-                type="filepath",
-                sources=["upload", "clipboard"],
-                height=300,
-                elem_id="edit-photo",
-            )
-            choices = backbone.prompt_choices()
-            if choices is None:
-                prompt = gr.Textbox(label="Prompt", placeholder="What to change, e.g. 'make it a watercolour'", elem_id="edit-prompt")
+        with gr.Column(scale=2, min_width=320):
+            photo = gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard"], height=280, elem_id="edit-photo")
+            style_rows, style_inputs, dropdowns = [], [], []
+            for index in range(MAX_MIX):
+                with gr.Row(visible=index == 0, equal_height=True) as row:
+                    dropdown = gr.Dropdown(
+                        label="Style" if index == 0 else f"Mix in style {index + 1}",
+                        choices=choices, value=choices[1] if index == 0 and len(choices) > 1 else NO_STYLE,
+                        info="A style from your library." if index == 0 else None,
+                        scale=3, elem_id=f"edit-style-{index + 1}",
+                    )
+                    weight = gr.Slider(label="Weight", minimum=0.0, maximum=MAX_WEIGHT, step=0.05, value=1.0,
+                                       scale=2, min_width=140, elem_id=f"edit-weight-{index + 1}")
+                style_rows.append(row)
+                dropdowns.append(dropdown)
+                style_inputs += [dropdown, weight]
+            add_style = gr.Button("+ Mix in another style", size="sm", variant="secondary", elem_id="edit-add-style")
+            shown_rows = gr.State(1)
+            choices_of_prompt = backbone.prompt_choices()
+            if choices_of_prompt is None:
+                prompt = gr.Textbox(label="Prompt", info="Used when no style is picked.",
+                                    placeholder="What to change, e.g. 'make it a watercolour'", elem_id="edit-prompt")
             else:
-                prompt = gr.Dropdown(label="Instruction", choices=choices, value=choices[0],
-                                     info="What the model does to the photo; 'identity' reproduces it.", elem_id="edit-prompt")
+                prompt = gr.Dropdown(label="Instruction (without a style)", choices=choices_of_prompt, value=choices_of_prompt[0],
+                                     info="What the base model does when the style is 'None'; 'identity' reproduces the photo.",
+                                     elem_id="edit-prompt")
             edit = gr.Button("Edit", variant="primary", size="lg", elem_id="edit-run")
-            with gr.Accordion("Settings", open=True, elem_id="edit-settings"):
-                steps = gr.Slider(
-                    label="Steps",
-                    info=help_of(SamplerSettings, "steps"),
-                    minimum=0,
-                    maximum=max(STEPS_CEILING, 2 * backbone.default_steps),
-                    step=1,
-                    value=backbone.default_steps,
-                    elem_id="edit-steps",
-                )
-                seed = gr.Number(
-                    label="Seed",
-                    info=help_of(SamplerSettings, "seed"),
-                    value=_default("seed"),
-                    minimum=0,
-                    maximum=SEED_CEILING,
-                    precision=0,
-                    elem_id="edit-seed",
-                )
-                strength = gr.Slider(
-                    label="Strength",
-                    info=help_of(SamplerSettings, "strength"),
-                    minimum=0.05,
-                    maximum=1.0,
-                    step=0.05,
-                    value=_default("strength"),
-                    elem_id="edit-strength",
-                )
+            with gr.Accordion("Settings", open=False, elem_id="edit-settings"):
+                steps = gr.Slider(label="Steps", info=help_of(SamplerSettings, "steps"), minimum=0,
+                                  maximum=max(STEPS_CEILING, 2 * backbone.default_steps), step=1,
+                                  value=backbone.default_steps, elem_id="edit-steps")
+                seed = gr.Number(label="Seed", info=help_of(SamplerSettings, "seed"), value=default_setting("seed"),
+                                 minimum=0, maximum=SEED_CEILING, precision=0, elem_id="edit-seed")
+                strength = gr.Slider(label="Strength", info=help_of(SamplerSettings, "strength"), minimum=0.05,
+                                     maximum=1.0, step=0.05, value=default_setting("strength"), elem_id="edit-strength")
         with gr.Column(scale=3, min_width=360):
-            status = gr.Markdown("Upload a photo, then press **Edit**.", elem_id="edit-status")
-            preview = gr.Image(
-                label="Live preview",
-                type="pil",
-                interactive=False,
-                visible=False,
-                height=460,
-                buttons=[],
-                elem_id="edit-preview",
-            )
-            comparison = gr.ImageSlider(
-                label="Before / after",
-                type="pil",
-                format="png",
-                interactive=False,
-                max_height=460,
-                buttons=["fullscreen"],
-                elem_id="edit-comparison",
-            )
+            status = gr.Markdown("Upload a photo, pick a style, then press **Edit**.", elem_id="edit-status")
+            preview = gr.Image(label="Live preview", type="pil", interactive=False, visible=False, height=420,
+                               buttons=[], elem_id="edit-preview")
+            comparison = gr.ImageSlider(label="Before / after", type="pil", format="png", interactive=False,
+                                        max_height=420, buttons=["fullscreen"], elem_id="edit-comparison")
             download = gr.DownloadButton("Download result (PNG)", visible=False, elem_id="edit-download")
+            recent = gr.State([])
+            gallery = gr.Gallery(label="Recent results", columns=8, rows=1, height=130, allow_preview=True,
+                                 object_fit="cover", elem_id="edit-recent")
 
-    def edit_handler(photo_path, prompt_value, steps_value, seed_value, strength_value):
-        """Stream one edit (the closure keeps the results folder alive with the page)."""
-        yield from run_edit(backbone, Path(results.name), photo_path, prompt_value, steps_value, seed_value, strength_value)
+    def show_next_row(shown: int):
+        shown = min(shown + 1, MAX_MIX)
+        return [shown, *[gr.update(visible=index < shown) for index in range(MAX_MIX)], gr.update(visible=shown < MAX_MIX)]
 
-    inputs = [photo, prompt, steps, seed, strength]
+    add_style.click(show_next_row, shown_rows, [shown_rows, *style_rows, add_style], queue=False, api_visibility="private")
+
+    def edit_handler(recent_value, photo_path, prompt_value, steps_value, seed_value, strength_value, *styles_and_weights):
+        yield from run_edit(context.editor, Path(context.output_folder), recent_value, photo_path, prompt_value,
+                            steps_value, seed_value, strength_value, *styles_and_weights)
+
     edit.click(
-        check_request, inputs, [status, download], concurrency_limit=None, show_progress="hidden", api_visibility="private"
+        check_request, [photo, steps, seed, strength, *style_inputs], [status, download],
+        concurrency_limit=None, show_progress="hidden", api_visibility="private",
     ).success(
         edit_handler,
-        inputs,
-        [preview, comparison, status, download],
-        concurrency_limit=1,
-        concurrency_id=EDIT_QUEUE,
-        show_progress="minimal",
-        api_name="edit",
+        [recent, photo, prompt, steps, seed, strength, *style_inputs],
+        [preview, comparison, status, download, recent, gallery],
+        concurrency_limit=1, concurrency_id=EDIT_QUEUE, show_progress="minimal", api_name="edit",
     )
+    if context.library_version is not None:
+        context.library_version.change(lambda *values: refreshed_dropdowns(context, *values), dropdowns, dropdowns,
+                                       queue=False, api_visibility="private")

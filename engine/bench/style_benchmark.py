@@ -33,6 +33,7 @@ from engine.moe_lora.config import MoELoraConfig
 from engine.train.pairs import Pair
 from engine.train.style_data import prepare_style
 from engine.train.style_metrics import score_pairs
+from engine.moe_lora.pruning import PruningConfig, prune
 from engine.train.style_trainer import StyleTrainer, StyleTrainingConfig
 from engine.edit import edit_photo
 from engine.sampling.sampler import SamplerSettings
@@ -46,11 +47,16 @@ class BenchmarkConfig:
     test_pairs: int = option(20, "Held-out test pairs per style (at most 20).")
     styles: str = option(",".join(STYLES), "Comma-separated benchmark styles to run.")
     baselines: bool = option(True, "Also train independent plain LoRAs per style.")
+    prune_keep_fraction: float = option(0.0, "If positive: also prune the trained MoE LoRA to this fraction of its rank-1 "
+                                             "components (engine.moe_lora.pruning), fine-tune it, and score it as 'moe-pruned'.")
+    prune_finetune_steps: int = option(100, "Fine-tuning steps after pruning.")
     seed: int = option(0, "Seed of training and sampling.")
 
     def __post_init__(self) -> None:
         require(self.steps_per_style >= 1, "steps_per_style must be at least 1")
         require(1 <= self.test_pairs <= 20, "test_pairs must lie between 1 and 20")
+        require(0 <= self.prune_keep_fraction < 1, "prune_keep_fraction must lie in [0, 1): 0 turns pruning off")
+        require(self.prune_finetune_steps >= 0, "prune_finetune_steps must be non-negative")
         unknown = [name for name in self.style_names if name not in STYLES]
         require(not unknown, f"unknown benchmark style(s) {', '.join(unknown)}; known: {', '.join(STYLES)}")
 
@@ -59,7 +65,8 @@ class BenchmarkConfig:
         return [name.strip() for name in self.styles.split(",") if name.strip()]
 
 
-FAST = BenchmarkConfig(steps_per_style=4, test_pairs=2, styles="ink sketch,vintage", baselines=True)
+FAST = BenchmarkConfig(steps_per_style=4, test_pairs=2, styles="ink sketch,vintage", baselines=True,
+                       prune_keep_fraction=0.5, prune_finetune_steps=2)
 
 
 def _as_pairs(items) -> list[Pair]:
@@ -73,8 +80,9 @@ def _train(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]]
     data = [prepare_style(backbone, adapter.add_style(), name, pairs, base.crop_margin) for name, pairs in styles.items()]
     training = dataclasses.replace(base, steps=steps, seed=seed, checkpoint_every=0, sample_every=0)
     began = time.perf_counter()
-    StyleTrainer(backbone, adapter, data, training).train(callback=callback)
-    return adapter, {style.name: style.key for style in data}, time.perf_counter() - began
+    trainer = StyleTrainer(backbone, adapter, data, training)
+    trainer.train(callback=callback)
+    return adapter, {style.name: style.key for style in data}, time.perf_counter() - began, trainer
 
 
 def _evaluate(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | None, pairs: list[Pair]) -> dict:
@@ -107,7 +115,7 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
     report: dict = {"config": to_dict(config), "moe": to_dict(moe), "backbone": backbone.name, "styles": {}}
 
     log(f"training one MoE LoRA on {len(names)} styles for {config.steps_per_style * len(names)} steps")
-    adapter, keys, seconds = _train(backbone, moe, train, config.steps_per_style * len(names), config.seed, training)
+    adapter, keys, seconds, trainer = _train(backbone, moe, train, config.steps_per_style * len(names), config.seed, training)
     report["moe_training_seconds"] = round(seconds, 1)
     report["moe_parameters"] = adapter.parameter_count()
     for name in names:
@@ -118,6 +126,19 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
             "base": {k: v for k, v in base.items() if not k.startswith("identity_")},
             "moe": {k: v for k, v in _evaluate(backbone, adapter, keys[name], test[name]).items() if not k.startswith("identity_")},
         }
+    if config.prune_keep_fraction:
+        log(f"pruning the MoE LoRA to {config.prune_keep_fraction:.0%} of its components, then {config.prune_finetune_steps} fine-tuning steps")
+        began = time.perf_counter()
+        pruning = prune(trainer, PruningConfig(keep_fraction=config.prune_keep_fraction, finetune_steps=config.prune_finetune_steps))
+        report["pruning"] = {"parameters_before": pruning.parameters_before, "parameters_after": pruning.parameters_after,
+                             "scoring_psnr_before": round(pruning.psnr_before, 3), "scoring_psnr_after": round(pruning.psnr_after, 3),
+                             "scoring_psnr_finetuned": round(pruning.psnr_finetuned, 3) if pruning.psnr_finetuned is not None else None,
+                             "seconds": round(time.perf_counter() - began, 1),
+                             "layer_ranks": pruning.layer_ranks(pruning.ranks_after)}
+        report["moe_pruned_parameters"] = adapter.parameter_count()
+        for name in names:
+            scores = _evaluate(backbone, adapter, keys[name], test[name])
+            report["styles"][name]["moe-pruned"] = {k: v for k, v in scores.items() if not k.startswith("identity_")}
     adapter.remove()
 
     if config.baselines:
@@ -126,7 +147,7 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
         total_parameters, total_seconds = 0, 0.0
         for name in names:
             log(f"training a plain LoRA on {name} for {config.steps_per_style} steps")
-            single, single_keys, seconds = _train(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed, training)
+            single, single_keys, seconds, _ = _train(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed, training)
             total_parameters += single.parameter_count()
             total_seconds += seconds
             scores = _evaluate(backbone, single, single_keys[name], test[name])

@@ -104,10 +104,13 @@ def test_bench_fast_reports_every_method(tmp_path, tiny_model, capsys):
     report = tmp_path / "bench.json"
     assert run("bench", "--fast", "--model", tiny_model, "--out", report) == 0
     table = capsys.readouterr().out
-    for method in ("identity", "base", "moe", "lora"):
+    for method in ("identity", "base", "moe", "moe-pruned", "lora"):
         assert f"| ink sketch | {method} |" in table
     import json
 
     data = json.loads(report.read_text())
     assert set(data["styles"]) == {"ink sketch", "vintage"}
     assert data["moe_parameters"] > 0 and data["lora_parameters"] > 0
+    # Pruning to half of the components leaves fewer (but some) parameters live.
+    assert 0 < data["moe_pruned_parameters"] < data["moe_parameters"]
+    assert data["pruning"]["parameters_after"] == data["moe_pruned_parameters"]

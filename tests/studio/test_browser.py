@@ -88,7 +88,7 @@ def studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     with log.open("w") as output:
         server = subprocess.Popen(
-            [sys.executable, "app.py", "--model", str(tiny_model_folder), "--port", str(port)],
+            [sys.executable, "app.py", "--model", str(tiny_model_folder), "--port", str(port), "--library", str(tmp_path / "library")],
             cwd=REPO,
             env=env,
             stdout=output,

@@ -1,4 +1,4 @@
-"""The studio without a browser: building the page, the edit handler's stream, and app.py's CLI."""
+"""The studio without a browser: building the page, the Edit tab's handlers, and app.py's CLI."""
 
 from __future__ import annotations
 
@@ -8,75 +8,140 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.backbones.registry import load_backbone
+from engine.errors import AtelierError
+from engine.library import StyleLibrary
 from engine.sampling.sampler import SamplerSettings
 from studio.app import build_studio
-from studio.edit_tab import check_request, run_edit
+from studio.context import new_context
+from studio.edit_run import check_request, mix_from, run_edit
+from studio.edit_tab import style_choices
 from studio.streaming import Finished, Progress, stream_call
+from tests.studio.studio_fixtures import add_random_styles
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def tiny_backbone(tiny_model_folder: Path):
-    return load_backbone(str(tiny_model_folder))
+    """The tiny model with a random output layer, so that its blocks (and styles) change the output."""
+    backbone = load_backbone(str(tiny_model_folder))
+    with torch.no_grad():
+        weight = backbone.transformer.proj_out.weight
+        weight.copy_(0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    return backbone
+
+
+@pytest.fixture()
+def context(tiny_backbone, tmp_path: Path):
+    """A studio context over a library holding two styles with random weights."""
+    library = StyleLibrary.open(tmp_path / "library")
+    add_random_styles(library, tiny_backbone, ["ink", "sepia"], tmp_path / "pairs")
+    studio_context = new_context(tiny_backbone, "tiny", library)
+    yield studio_context
+    studio_context.editor.release()  # the backbone is shared by the module's tests
+    library.close()
 
 
 def components(studio: gr.Blocks) -> dict[str, gr.components.Component]:
     return {block.elem_id: block for block in studio.blocks.values() if getattr(block, "elem_id", None)}
 
 
-def test_build_studio_makes_the_edit_page_without_launching(tiny_backbone) -> None:
-    studio = build_studio(tiny_backbone, model_label="tiny")
+def test_build_studio_makes_the_edit_page_without_launching(context) -> None:
+    studio = build_studio(context)
     assert isinstance(studio, gr.Blocks)
     assert not studio.is_running
     found = components(studio)
-    for elem_id in ("edit-photo", "edit-run", "edit-steps", "edit-seed", "edit-strength", "edit-comparison", "edit-download"):
+    for elem_id in ("edit-photo", "edit-style-1", "edit-weight-1", "edit-style-3", "edit-add-style", "edit-run",
+                    "edit-steps", "edit-seed", "edit-strength", "edit-comparison", "edit-download", "edit-recent"):
         assert elem_id in found, elem_id
-    tabs = [block.label for block in studio.blocks.values() if isinstance(block, gr.Tab)]
-    assert tabs == ["Edit"]
+    backbone = context.backbone
     # Defaults come from the backbone and SamplerSettings, help texts from the dataclass.
-    assert found["edit-steps"].value == tiny_backbone.default_steps
+    assert found["edit-steps"].value == backbone.default_steps
     assert found["edit-seed"].value == SamplerSettings().seed
     assert found["edit-strength"].value == SamplerSettings().strength
     assert "same seed" in found["edit-seed"].info
-    # The embedded model's instructions are offered as a list; generation is not an edit.
+    # The library's styles are offered, the first picked; generation is not an edit instruction.
+    assert [choice[0] for choice in found["edit-style-1"].choices] == ["None", "ink", "sepia"]
+    assert found["edit-style-1"].value == "ink" and found["edit-style-2"].value == "None"
     choices = [choice[0] for choice in found["edit-prompt"].choices]
-    assert choices == tiny_backbone.prompt_choices() and "blur" in choices and "generate" not in choices
+    assert choices == backbone.prompt_choices() and "blur" in choices and "generate" not in choices
     # Edits run in their own queue.
     edit_events = [fn for fn in studio.fns.values() if fn.api_name == "edit"]
     assert len(edit_events) == 1 and edit_events[0].concurrency_id == "edit"
 
 
-def test_run_edit_streams_previews_then_a_comparison_and_a_png(tiny_backbone, tmp_path: Path) -> None:
+def test_style_choices_list_only_this_models_styles(context, tmp_path: Path) -> None:
+    assert style_choices(context.library, context.backbone.name) == ["None", "ink", "sepia"]
+    assert style_choices(context.library, "another-model") == ["None"]
+
+
+def edit_updates(context, photo: Path, *styles_and_weights, prompt: str = "identity", seed: int = 7) -> list:
+    return list(run_edit(context.editor, context.output_folder, [], str(photo), prompt, 3, seed, 1.0, *styles_and_weights))
+
+
+def test_run_edit_streams_previews_then_a_comparison_a_png_and_a_recent_result(context, tmp_path: Path) -> None:
     photo = tmp_path / "holiday.png"
     Image.new("RGB", (96, 64), (200, 120, 40)).save(photo)
-    updates = list(run_edit(tiny_backbone, tmp_path / "results", str(photo), "blur", 3, 7, 1.0))
+    updates = edit_updates(context, photo, "ink", 1.0, "None", 1.0, "None", 1.0)
     previews = [update[0]["value"] for update in updates[1:-1]]
     assert previews and all(isinstance(image, Image.Image) for image in previews)
-    final_preview, comparison, status, download = updates[-1]
+    final_preview, comparison, status, download, recent, gallery = updates[-1]
     assert final_preview["visible"] is False
     before, after = comparison["value"]
-    assert before.size == after.size == tiny_backbone.fit_size(96, 64)
-    assert "seed 7" in status
+    assert before.size == after.size == context.backbone.fit_size(96, 64)
+    assert "seed 7" in status and "ink" in status
     saved = Path(download["value"])
     assert saved.name == "holiday-atelier-seed7.png"
     with Image.open(saved) as image:
         assert image.format == "PNG" and image.size == after.size
+    assert recent == [(str(saved), "ink · seed 7")] and gallery["value"] == recent
 
 
-def test_requests_the_engine_would_refuse_are_reported_in_the_page(tiny_backbone, tmp_path: Path) -> None:
+def test_a_style_a_mix_and_no_style_give_three_different_results(context, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (90, 160, 40)).save(photo)
+
+    def result(*styles_and_weights) -> np.ndarray:
+        return np.asarray(edit_updates(context, photo, *styles_and_weights)[-1][1]["value"][1], dtype=np.int16)
+
+    plain = result("None", 1.0, "None", 1.0, "None", 1.0)
+    ink = result("ink", 1.0, "None", 1.0, "None", 1.0)
+    mixed = result("ink", 0.5, "sepia", 0.5, "None", 1.0)
+    again = result("ink", 1.0, "None", 1.0, "None", 1.0)
+    assert np.abs(plain - ink).max() > 0 and np.abs(ink - mixed).max() > 0
+    np.testing.assert_array_equal(ink, again)  # the same style and seed give the same edit
+
+
+def test_mixes_are_read_from_the_rows_and_checked() -> None:
+    assert mix_from(["ink", 1.0, "None", 0.3, "sepia", 0.4]) == {"ink": 1.0, "sepia": 0.4}
+    assert mix_from(["None", 1.0, "None", 1.0]) == {}
+    with pytest.raises(AtelierError, match="twice"):
+        mix_from(["ink", 1.0, "ink", 0.5])
+    with pytest.raises(AtelierError, match="weight 0"):
+        mix_from(["ink", 0.0, "None", 1.0])
+
+
+def test_requests_the_engine_would_refuse_are_reported_in_the_page(context, tmp_path: Path) -> None:
     with pytest.raises(gr.Error, match="Upload a photo"):
-        check_request(None, "", 4, 0, 1.0)
+        check_request(None, 4, 0, 1.0, "ink", 1.0)
     with pytest.raises(gr.Error, match="strength"):
-        check_request("photo.png", "", 4, 0, 1.5)
+        check_request("photo.png", 4, 0, 1.5, "ink", 1.0)
+    with pytest.raises(gr.Error, match="twice"):
+        check_request("photo.png", 4, 0, 1.0, "ink", 1.0, "ink", 1.0)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a picture")
     with pytest.raises(gr.Error):
-        list(run_edit(tiny_backbone, tmp_path, str(broken), "", 4, 0, 1.0))
+        edit_updates(context, broken, "ink", 1.0)
+    missing_style = tmp_path / "photo.png"
+    Image.new("RGB", (32, 32)).save(missing_style)
+    with pytest.raises(gr.Error, match="gone"):
+        edit_updates(context, missing_style, "gone", 1.0)
 
 
 def test_stream_call_forwards_progress_and_reraises_errors() -> None:
@@ -124,22 +189,19 @@ def test_port_comes_from_the_flag_then_the_environment_then_7860(monkeypatch: py
     assert app.parse_args([]).model == "embedded"
 
 
-def test_an_engine_error_during_the_edit_restores_the_page_and_shows_its_message(tiny_backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import studio.edit_tab as edit_tab
-    from engine.errors import AtelierError
-
-    def failing_edit(backbone, photo, settings, prompt="", callback=None):
+def test_an_engine_error_during_the_edit_restores_the_page_and_shows_its_message(context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_edit(photo, mix, settings, callback=None, prompt=""):
         callback(1, 4, photo)
         raise AtelierError("the model ran out of <memory>")
 
-    monkeypatch.setattr(edit_tab, "edit_photo", failing_edit)
+    monkeypatch.setattr(context.editor, "edit", failing_edit)
     photo = tmp_path / "photo.png"
     Image.new("RGB", (32, 32)).save(photo)
-    stream = run_edit(tiny_backbone, tmp_path, str(photo), "", 4, 0, 1.0)
+    stream = run_edit(context.editor, tmp_path, [], str(photo), "", 4, 0, 1.0, "ink", 1.0)
     updates = []
     with pytest.raises(gr.Error) as raised:
         for update in stream:
             updates.append(update)
     assert raised.value.message == "the model ran out of &lt;memory&gt;"
-    preview, comparison, status, _ = updates[-1]
+    preview, comparison, status, *_ = updates[-1]
     assert preview["visible"] is False and comparison["visible"] is True and "failed" in status

@@ -1,0 +1,51 @@
+"""What every tab of the studio shares: the loaded model, the style library and the cross-tab
+signal that says the library changed.
+
+Tabs are built by ``build_<name>_tab(context)`` inside the page's Blocks. A tab that changes the
+library (Train, Library, Fuse) ends its event chain by bumping ``context.library_version``
+(``.success(context.bump, context.library_version, context.library_version)``); a tab that shows library content
+(the Edit tab's style dropdowns, the Library gallery) listens to ``library_version.change`` and
+refreshes, so a new style appears everywhere without a page reload.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from engine.backbones.base import Backbone
+from engine.library import StyleLibrary
+from engine.style_edit import StyleEditor
+
+
+@dataclass
+class StudioContext:
+    """The state the studio's tabs share (one per served page, built by :func:`new_context`)."""
+
+    backbone: Backbone  # the model edits run on; guarded by ``editor``'s lock while styles are folded
+    model_spec: str  # how to load another copy of the model (training, exports): 'embedded', a folder or a hub id
+    library: StyleLibrary
+    editor: StyleEditor
+    output_folder: Path  # results and exports for downloads; lives as long as the process
+    library_version: gr.Number | None = None  # the cross-tab signal, made inside the Blocks by ``make_signal``
+    _results: tempfile.TemporaryDirectory = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def make_signal(self) -> gr.Number:
+        """Create the hidden library-changed signal; call once inside the page's Blocks."""
+        self.library_version = gr.Number(value=0, visible=False, elem_id="library-version")
+        return self.library_version
+
+    @staticmethod
+    def bump(version: float | None) -> float:
+        """The next value of the library-changed signal (its ``.change`` then fires)."""
+        return float(version or 0) + 1
+
+
+def new_context(backbone: Backbone, model_spec: str, library: StyleLibrary) -> StudioContext:
+    """A context over an open library; results go to a temporary folder removed at exit."""
+    results = tempfile.TemporaryDirectory(prefix="atelier-results-")
+    return StudioContext(backbone=backbone, model_spec=model_spec, library=library, editor=StyleEditor(backbone, library),
+                         output_folder=Path(results.name), _results=results)

@@ -1,0 +1,157 @@
+"""The Edit page's handlers: check a request, run it with live previews, keep recent results.
+
+Each handler maps widget values to engine calls and engine results (or :class:`AtelierError`)
+to widget updates; the layout and wiring are in :mod:`studio.edit_tab`.
+
+* :func:`check_request` refuses what the engine would refuse before the request waits for the
+  model (no concurrency limit, so it answers at once even while another edit runs);
+* :func:`run_edit` runs :meth:`engine.style_edit.StyleEditor.edit` in a worker thread
+  (:func:`studio.streaming.stream_call`) and yields each step's estimate, then the result as a
+  before/after slider, a PNG download and an updated gallery of recent results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import gradio as gr
+from PIL import Image
+
+from engine.errors import AtelierError, InputError
+from engine.imaging import load_photo, resize_to, save_image
+from engine.sampling.sampler import SamplerSettings
+from engine.style_edit import MAX_MIX, StyleEditor
+from studio.streaming import Finished, stream_call
+
+LOGGER = logging.getLogger(__name__)
+NO_PHOTO = "Upload a photo first."
+NO_STYLE = "None"  # the style dropdowns' empty choice
+RECENT_RESULTS = 8
+
+
+def default_setting(name: str) -> Any:
+    """The default value of a :class:`SamplerSettings` field."""
+    return next(field.default for field in dataclasses.fields(SamplerSettings) if field.name == name)
+
+
+def page_error(error: Exception, title: str) -> gr.Error:
+    """A message in the page for an :class:`AtelierError` (its text is shown as text, not HTML)."""
+    return gr.Error(html.escape(str(error)), title=title)
+
+
+def settings_from(steps: float | None, seed: float | None, strength: float | None) -> SamplerSettings:
+    """Sampler settings from the widget values (empty fields take the defaults)."""
+    return SamplerSettings(
+        steps=int(steps) if steps is not None else default_setting("steps"),
+        seed=int(seed) if seed is not None else default_setting("seed"),
+        strength=float(strength) if strength is not None else default_setting("strength"),
+    )
+
+
+def mix_from(styles_and_weights: Sequence[Any]) -> dict[str, float]:
+    """``{style: weight}`` from alternating dropdown and slider values; unused rows are skipped.
+
+    >>> mix_from(["ink sketch", 1.0, "None", 0.5, "vintage", 0.4])
+    {'ink sketch': 1.0, 'vintage': 0.4}
+    """
+    if len(styles_and_weights) % 2:
+        raise ValueError("styles and weights must alternate")
+    mix: dict[str, float] = {}
+    for style, weight in zip(styles_and_weights[::2], styles_and_weights[1::2]):
+        if not style or style == NO_STYLE:
+            continue
+        if style in mix:
+            raise InputError(f"style {style!r} is in the mix twice; pick it once and set its weight")
+        mix[style] = float(weight if weight is not None else 1.0)
+    if len(mix) > MAX_MIX:
+        raise InputError(f"a mix takes at most {MAX_MIX} styles")
+    if mix and all(weight == 0.0 for weight in mix.values()):
+        raise InputError("every style in the mix has weight 0; raise a weight or pick no style")
+    return mix
+
+
+def describe_mix(mix: dict[str, float]) -> str:
+    """How a result's caption names its styles."""
+    if not mix:
+        return "no style"
+    if len(mix) == 1 and next(iter(mix.values())) == 1.0:
+        return next(iter(mix))
+    return " + ".join(f"{name} ×{weight:g}" for name, weight in mix.items())
+
+
+def check_request(photo: str | None, steps: float | None, seed: float | None, strength: float | None,
+                  *styles_and_weights: Any) -> tuple[Any, Any]:
+    """Refuse a request the engine would refuse; returns a 'waiting' status and hides the download."""
+    if not photo:
+        raise gr.Error(NO_PHOTO, title="No photo")
+    try:
+        settings_from(steps, seed, strength)
+        mix_from(styles_and_weights)
+    except AtelierError as error:
+        raise page_error(error, "Check the settings") from error
+    return gr.update(value="Waiting for the model…"), gr.update(visible=False)
+
+
+def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, str]] | None, photo_path: str | None,
+             prompt: str | None, steps: float | None, seed: float | None, strength: float | None,
+             *styles_and_weights: Any) -> Iterator[tuple[Any, ...]]:
+    """Edit the photo and stream ``(preview, comparison, status, download, recent, gallery)``.
+
+    The comparison is ``(photo at the working size, result)``; the download is the result as a
+    PNG in ``output_folder``; ``recent`` lists ``(png path, caption)`` of the last results, newest
+    first. An :class:`AtelierError` becomes a message in the page.
+    """
+    if not photo_path:
+        raise gr.Error(NO_PHOTO, title="No photo")
+    try:
+        settings = settings_from(steps, seed, strength)
+        mix = mix_from(styles_and_weights)
+        photo = load_photo(photo_path)
+    except AtelierError as error:
+        raise page_error(error, "Cannot edit") from error
+
+    started = time.monotonic()
+    yield gr.update(value=None, visible=True), gr.update(visible=False), "Starting…", gr.update(visible=False), gr.skip(), gr.skip()
+    try:
+        edit = lambda callback: editor.edit(photo, mix, settings, callback=callback, prompt=prompt or "")  # noqa: E731
+        for event in stream_call(edit, name="atelier-edit"):
+            if isinstance(event, Finished):
+                result = event.value
+                break
+            status = f"Step {event.step} of {event.total}…"
+            yield gr.update(value=event.preview), gr.skip(), status, gr.skip(), gr.skip(), gr.skip()
+    except Exception as error:
+        yield gr.update(visible=False), gr.update(visible=True), "The last edit failed.", gr.skip(), gr.skip(), gr.skip()
+        if isinstance(error, AtelierError):
+            raise page_error(error, "Edit failed") from error
+        LOGGER.exception("edit failed")
+        raise gr.Error("The edit failed unexpectedly; the terminal running Atelier shows the details.", title="Edit failed") from error
+
+    before = resize_to(photo, result.size)
+    download = save_result(result, output_folder, Path(photo_path).stem, settings.seed)
+    width, height = result.size
+    caption = f"{describe_mix(mix)} · seed {settings.seed}"
+    recent = ([(str(download), caption)] + list(recent or []))[:RECENT_RESULTS]
+    status = (f"Done in {time.monotonic() - started:.1f} s with {describe_mix(mix)}: {width}×{height} px, "
+              f"seed {settings.seed}. Drag the slider to compare.")
+    yield (
+        gr.update(value=None, visible=False),
+        gr.update(value=(before, result), visible=True),
+        status,
+        gr.update(value=str(download), visible=True),
+        recent,
+        gr.update(value=recent),
+    )
+
+
+def save_result(result: Image.Image, folder: Path, stem: str, seed: int) -> Path:
+    """Write the result as a PNG named after the photo and seed, in a folder of its own."""
+    target = folder / uuid.uuid4().hex / f"{stem}-atelier-seed{seed}.png"
+    target.parent.mkdir(parents=True)
+    return save_image(result, target)

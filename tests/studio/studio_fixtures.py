@@ -1,0 +1,41 @@
+"""Helpers shared by the studio tests: a library whose styles have random, non-zero weights on a
+given backbone, so an edit with a style differs from a plain edit."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from engine.backbones.base import Backbone
+from engine.library import AdapterSource, NewStyle, StyleLibrary
+from engine.moe_lora.adapter import MoELoraAdapter
+from engine.moe_lora.config import MoELoraConfig
+from tests.moe_lora.moe_fixtures import randomise
+
+
+def write_photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40, 32)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def add_random_styles(library: StyleLibrary, backbone: Backbone, names: list[str], work: Path, seed: int = 3) -> None:
+    """Publish ``names`` as styles of one shared MoE adapter with random weights."""
+    adapter = MoELoraAdapter(backbone, MoELoraConfig(rank=4))
+    keys = [adapter.add_style() for _ in names]
+    randomise(adapter, seed=seed, scale=0.3)
+    styles = []
+    for index, (name, key) in enumerate(zip(names, keys)):
+        pairs = [(write_photo(work / name / f"before-{pair}.png", (20 * pair, 40, 90)),
+                  write_photo(work / name / f"after-{pair}.png", (200, 30 * index, 40)), "train") for pair in range(2)]
+        styles.append(NewStyle(name, f"{name} look", f"in {name} style", pairs, expert_key=key,
+                               metrics={"holdout": {"psnr": 20.0 + index, "base_psnr": 18.0, "ssim": 0.5}},
+                               thumbnail=Image.new("RGB", (16, 16), (200, 30 * index, 40))))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adapter.safetensors"
+        adapter.clear_routing()
+        adapter.save(path)
+        library.publish_styles(styles, AdapterSource(path, "moe", backbone.name, {"styles": len(names)}))
+    adapter.remove()
