@@ -2,7 +2,9 @@
 
 The library's shared MoE adapter is loaded once per file version (keyed by its checksum) and
 stays wrapped around the backbone; a style mix is folded into the base weights for the edit
-(:meth:`MoELoraAdapter.folded`), so a styled edit costs what a plain edit costs.
+(:meth:`MoELoraAdapter.folded`), so a styled edit costs what a plain edit costs. An imported
+plain LoRA (kind ``lora``) is folded the same way (:class:`engine.moe_lora.lora_patch.LoraPatch`),
+on its own: mixing takes the styles of the shared adapter.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from engine.edit import PreviewCallback, edit_photo
 from engine.errors import InputError
 from engine.library import StyleLibrary
 from engine.moe_lora.adapter import MoELoraAdapter
+from engine.moe_lora.lora_files import read_lora_file
+from engine.moe_lora.lora_patch import LoraPatch
 from engine.sampling.sampler import SamplerSettings
 
 MAX_MIX = 3
@@ -31,7 +35,13 @@ class StyleEditor:
         self._adapter: MoELoraAdapter | None = None
         self._adapter_sha256: str | None = None
         self._folded_mix: dict[str, float] | None = None  # kept folded while the same mix is asked for again
+        self._lora: tuple[str, float, LoraPatch] | None = None  # an imported LoRA folded in: (sha256, weight, patch)
         self._lock = threading.Lock()
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held for the whole of an edit; hold it to change the library's files under a running edit."""
+        return self._lock
 
     def _adapter_for(self, sha256: str, path) -> MoELoraAdapter:
         if self._adapter_sha256 != sha256:
@@ -54,8 +64,12 @@ class StyleEditor:
         for record in records:
             if record.backbone != self.backbone.name:
                 raise InputError(f"style {record.name!r} was trained for {record.backbone}, not {self.backbone.name}")
-            if record.adapter.kind != "moe":
-                raise InputError(f"style {record.name!r} is a {record.adapter.kind} adapter; mixing takes trained styles")
+            if record.adapter.kind == "lora" and len(records) > 1:
+                raise InputError(f"style {record.name!r} is an imported LoRA, which edits on its own; mixing takes styles trained in Atelier")
+            if record.adapter.kind not in ("moe", "lora"):
+                raise InputError(f"{record.name!r} is a {record.adapter.kind}, not a style; pick a style to edit with")
+        if records[0].adapter.kind == "lora":
+            return None, {}
         if len(adapters) > 1:
             raise InputError("these styles live in different adapter files and cannot be mixed; retrain one into the shared adapter")
         adapter = self._adapter_for(records[0].adapter.sha256, self.library.adapter_path(records[0]))
@@ -72,9 +86,18 @@ class StyleEditor:
         """
         with self._lock:
             adapter, keyed = self.resolve(mix)
+            lora = self._lora_record(mix)
+            if self._lora is not None and (lora is None or (lora.adapter.sha256, mix[lora.name]) != self._lora[:2]):
+                self._lora[2].remove()
+                self._lora = None
             if self._adapter is not None and self._folded_mix is not None and (adapter is None or keyed != self._folded_mix or not fold):
                 self._adapter.unfold()
                 self._folded_mix = None
+            if lora is not None:
+                if self._lora is None:
+                    layers = read_lora_file(self.library.adapter_path(lora), self.backbone)
+                    self._lora = (lora.adapter.sha256, mix[lora.name], LoraPatch(self.backbone, layers, mix[lora.name]))
+                return edit_photo(self.backbone, photo, settings, callback=callback)
             if adapter is None:
                 return edit_photo(self.backbone, photo, settings, prompt=prompt, callback=callback)
             if fold and adapter.config.foldable:
@@ -88,9 +111,20 @@ class StyleEditor:
             finally:
                 adapter.clear_routing()
 
+    def _lora_record(self, mix: Mapping[str, float]):
+        """The record of an imported LoRA asked for alone (``resolve`` has checked the mix)."""
+        names = [name for name, weight in mix.items() if float(weight) != 0.0]
+        if len(names) != 1:
+            return None
+        record = self.library.get_style(names[0])
+        return record if record.adapter.kind == "lora" else None
+
     def release(self) -> None:
         """Unfold and unwrap the adapter, leaving the backbone as it was loaded."""
         with self._lock:
+            if self._lora is not None:
+                self._lora[2].remove()
+                self._lora = None
             if self._adapter is not None:
                 self._adapter.remove()
             self._adapter, self._adapter_sha256, self._folded_mix = None, None, None

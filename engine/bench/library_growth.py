@@ -80,12 +80,12 @@ def largest_change(history: list[dict]) -> float:
 
 def delete_one(library_folder: Path, victim: str, test_pairs: int, work: Path, before: dict) -> dict:
     """Delete ``victim`` from a copy of the library and rescore the others."""
-    from engine.cli.styles import delete_style
+    from engine.style_ops import delete_style
 
     copy = work / "after-delete"
     shutil.copytree(library_folder, copy)
     with StyleLibrary.open(copy) as library:
-        delete_style(library, victim, "embedded")
+        delete_style(library, victim, load_backbone("embedded"))
         remaining = [record.name for record in library.list_styles()]
         scores = score_library(load_backbone("embedded"), library, remaining, test_pairs)
     changes = {name: round(scores[name]["psnr"] - before[name]["psnr"], 4) for name in remaining}
