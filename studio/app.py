@@ -13,6 +13,8 @@ import gradio as gr
 
 from studio.context import StudioContext
 from studio.edit_tab import build_edit_tab
+from studio.library_tab import build_library_tab
+from studio.train_tab import build_train_tab
 
 TITLE = "Atelier"
 DEFAULT_HOST = "127.0.0.1"
@@ -63,6 +65,12 @@ def build_studio(context: StudioContext) -> gr.Blocks:
         with gr.Tabs(elem_id="atelier-tabs"):
             with gr.Tab("Edit", id="edit"):
                 build_edit_tab(context)
+            with gr.Tab("Train", id="train"):
+                build_train_tab(context)
+            with gr.Tab("Library", id="library"):
+                build_library_tab(context)
+        # A page (re)loaded after the library changed must list the styles as they are now.
+        studio.load(context.bump, context.library_version, context.library_version, queue=False, api_visibility="private")
     return studio
 
 

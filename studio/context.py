@@ -11,12 +11,14 @@ refreshes, so a new style appears everywhere without a page reload.
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 
 from engine.backbones.base import Backbone
+from engine.backbones.registry import load_backbone
 from engine.library import StyleLibrary
 from engine.style_edit import StyleEditor
 
@@ -32,6 +34,16 @@ class StudioContext:
     output_folder: Path  # results and exports for downloads; lives as long as the process
     library_version: gr.Number | None = None  # the cross-tab signal, made inside the Blocks by ``make_signal``
     _results: tempfile.TemporaryDirectory = field(default=None, repr=False)  # type: ignore[assignment]
+    _workshop: Backbone | None = field(default=None, repr=False)
+    workshop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def workshop(self) -> Backbone:
+        """A second copy of the model for library work (exports, deletions, imports), loaded on
+        first use: loading the shared MoE adapter wraps a model's layers, and the editing model
+        must never be wrapped by anything but the editor. Hold ``workshop_lock`` while using it."""
+        if self._workshop is None:
+            self._workshop = load_backbone(self.model_spec, dtype=self.backbone.dtype)
+        return self._workshop
 
     def make_signal(self) -> gr.Number:
         """Create the hidden library-changed signal; call once inside the page's Blocks."""
@@ -44,8 +56,9 @@ class StudioContext:
         return float(version or 0) + 1
 
 
-def new_context(backbone: Backbone, model_spec: str, library: StyleLibrary) -> StudioContext:
-    """A context over an open library; results go to a temporary folder removed at exit."""
+def new_context(backbone: Backbone, model_spec: str, library: StyleLibrary, workshop: Backbone | None = None) -> StudioContext:
+    """A context over an open library; results go to a temporary folder removed at exit.
+    ``workshop`` is the second model copy, when already loaded (else loaded on first use)."""
     results = tempfile.TemporaryDirectory(prefix="atelier-results-")
     return StudioContext(backbone=backbone, model_spec=model_spec, library=library, editor=StyleEditor(backbone, library),
-                         output_folder=Path(results.name), _results=results)
+                         output_folder=Path(results.name), _results=results, _workshop=workshop)

@@ -92,7 +92,7 @@ def build_edit_tab(context: StudioContext) -> None:
                                         max_height=420, buttons=["fullscreen"], elem_id="edit-comparison")
             download = gr.DownloadButton("Download result (PNG)", visible=False, elem_id="edit-download")
             recent = gr.State([])
-            gallery = gr.Gallery(label="Recent results", columns=8, rows=1, height=130, allow_preview=True,
+            gallery = gr.Gallery(label="Recent results", columns=8, rows=1, height=130, allow_preview=False, preview=False,
                                  object_fit="cover", elem_id="edit-recent")
 
     def show_next_row(shown: int):

@@ -1,0 +1,189 @@
+"""The Library page's handlers: list and search styles, show one, rename, edit, export, delete,
+import. Each maps widget values to :mod:`engine.style_ops` and :class:`StyleLibrary` calls and
+their results (or :class:`AtelierError`) to widget updates; the layout is in
+:mod:`studio.library_tab`.
+
+Work that loads the shared adapter runs on the context's *workshop* model under its lock; a
+deletion also takes the editor's lock, so it waits for a running edit to finish instead of
+changing the files under it (an edit asked for meanwhile then says the style is gone).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from engine import style_ops
+from engine.bench.dataset import load_benchmark_photo
+from engine.errors import AtelierError, InputError
+from engine.library import StyleRecord
+from studio.context import StudioContext
+
+SAMPLE_PHOTO = "city"  # a held-out benchmark photo, the thumbnail of imported LoRAs
+IMPORTABLE = (".zip", ".safetensors")
+KIND_LABELS = {"moe": "trained in Atelier (shared MoE LoRA expert)", "lora": "imported LoRA", "subject": "subject LoRA"}
+
+
+def page_error(error: Exception, title: str) -> gr.Error:
+    return gr.Error(html.escape(str(error)), title=title)
+
+
+def thumbnail_of(record: StyleRecord) -> str | Image.Image:
+    """The record's thumbnail, else its first pair's after-image, else a neutral tile."""
+    if record.thumbnail is not None and record.thumbnail.is_file():
+        return str(record.thumbnail)
+    if record.pairs:
+        return str(record.pairs[0].after)
+    return Image.new("RGB", (96, 96), (225, 225, 225))
+
+
+def gallery_items(context: StudioContext, search: str | None) -> tuple[list[tuple[Any, str]], list[str]]:
+    """``(thumbnail, caption)`` per style matching ``search``, and the names in the same order."""
+    records = context.library.list_styles(search or "")
+    return [(thumbnail_of(record), record.name) for record in records], [record.name for record in records]
+
+
+def refresh(context: StudioContext, search: str | None) -> tuple[Any, list[str], str]:
+    items, names = gallery_items(context, search)
+    count = f"{len(names)} style(s)" + (f" matching “{html.escape(search)}”" if search else "") + f" in `{context.library.root}`"
+    return gr.update(value=items, selected_index=None), names, count
+
+
+def _metric_lines(metrics: dict[str, Any]) -> list[str]:
+    lines = []
+    for split in ("holdout", "train"):
+        scores = metrics.get(split)
+        if isinstance(scores, dict) and "psnr" in scores:
+            label = "held-out pairs" if split == "holdout" else "training pairs"
+            lines.append(f"| {label} | {scores['psnr']:.2f} dB | {scores.get('base_psnr', float('nan')):.2f} dB | "
+                         f"{scores.get('identity_psnr', float('nan')):.2f} dB |")
+    if not lines:
+        return []
+    return ["| PSNR on | with the style | base model | unedited photo |", "|---|---|---|---|", *lines]
+
+
+def details_markdown(record: StyleRecord) -> str:
+    """Everything the page shows about a style, as Markdown (text is escaped)."""
+    escape = html.escape
+    parts = [f"### {escape(record.name)}", escape(record.description) or "*No description.*", "",
+             f"**Trigger:** {escape(record.trigger) or '—'} · **Kind:** {KIND_LABELS.get(record.adapter.kind, record.adapter.kind)} · "
+             f"**Model:** {escape(record.backbone)} · **Created:** {escape(record.created[:19].replace('T', ' '))} · "
+             f"**Pairs:** {len(record.pairs)}", ""]
+    parts += _metric_lines(record.metrics)
+    settings = record.settings
+    if settings:
+        training = settings.get("training", {})
+        shown = {key: training[key] for key in ("steps", "batch_size", "learning_rate", "adversarial_weight", "seed") if key in training}
+        parts += ["", "**Training settings:** " + ", ".join(f"{key} {value}" for key, value in shown.items())]
+    extra = {key: value for key, value in record.metrics.items() if key not in ("holdout", "train")}
+    if extra:
+        parts += ["", "**Also recorded:** " + escape(json.dumps(extra))]
+    return "\n".join(parts)
+
+
+def select_style(context: StudioContext, names: list[str], event: gr.SelectData) -> tuple[Any, ...]:
+    """Show the style clicked in the gallery."""
+    name = names[event.index] if event.index is not None and event.index < len(names) else None
+    if name is None:
+        return None, gr.update(value="Pick a style in the gallery."), gr.update(value=[]), "", "", "", gr.update(visible=False)
+    try:
+        record = context.library.get_style(name)
+    except AtelierError as error:
+        raise page_error(error, "Style not found") from error
+    pairs = [item for pair in record.pairs for item in ((str(pair.before), f"{pair.position + 1}: before"), (str(pair.after), f"{pair.position + 1}: after"))]
+    return (name, details_markdown(record), gr.update(value=pairs), name, record.description, record.trigger,
+            gr.update(visible=True))
+
+
+def _require(selected: str | None) -> str:
+    if not selected:
+        raise gr.Error("Pick a style in the gallery first.", title="No style selected")
+    return selected
+
+
+def rename_style(context: StudioContext, selected: str | None, new_name: str | None, version: float | None):
+    old = _require(selected)
+    try:
+        record = context.library.rename_style(old, (new_name or "").strip())
+    except AtelierError as error:
+        raise page_error(error, "Cannot rename") from error
+    return record.name, details_markdown(record), f"Renamed {html.escape(old)} to **{html.escape(record.name)}**.", context.bump(version)
+
+
+def save_details(context: StudioContext, selected: str | None, description: str | None, trigger: str | None, version: float | None):
+    name = _require(selected)
+    try:
+        record = context.library.update_style(name, description=description or "", trigger=trigger or "")
+    except AtelierError as error:
+        raise page_error(error, "Cannot save") from error
+    return details_markdown(record), f"Saved the description and trigger of **{html.escape(name)}**.", context.bump(version)
+
+
+def _export_path(context: StudioContext, name: str, suffix: str) -> Path:
+    folder = context.output_folder / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder / f"{name.replace(' ', '-')}{suffix}"
+
+
+def export_style(context: StudioContext, selected: str | None, as_zip: bool):
+    """Write the style as a LoRA file or a style zip; returns the file for download and a status."""
+    name = _require(selected)
+    out = _export_path(context, name, ".zip" if as_zip else ".safetensors")
+    try:
+        with context.workshop_lock:
+            if as_zip:
+                style_ops.export_zip(context.library, name, context.workshop(), out)
+                note = "a style zip: pairs, weights and metadata; import it in any Atelier library"
+            else:
+                report = style_ops.export_lora(context.library, name, context.workshop(), out)
+                note = ("a diffusers/peft LoRA file" + ("" if report is None else ", exact" if report.exact
+                                                          else f", SVD-truncated (relative error {report.error:.4f})"))
+    except AtelierError as error:
+        raise page_error(error, "Cannot export") from error
+    return gr.update(value=str(out), visible=True), f"Exported **{html.escape(name)}** as {note}."
+
+
+def ask_delete(selected: str | None):
+    name = _require(selected)
+    return gr.update(visible=True), f"Delete **{html.escape(name)}** with its pairs and weights? Other styles are not touched."
+
+
+def delete_style(context: StudioContext, selected: str | None, version: float | None):
+    name = _require(selected)
+    try:
+        with context.editor.lock, context.workshop_lock:
+            style_ops.delete_style(context.library, name, context.workshop())
+    except AtelierError as error:
+        raise page_error(error, "Cannot delete") from error
+    return (None, gr.update(value="Pick a style in the gallery."), gr.update(value=[]), gr.update(visible=False),
+            gr.update(visible=False), f"Deleted **{html.escape(name)}**.", context.bump(version))
+
+
+def import_file(context: StudioContext, path: str | None, name: str | None, description: str | None, trigger: str | None,
+                version: float | None):
+    """Import a style zip, or an external LoRA file (diffusers/peft or kohya keys) as a style."""
+    if not path:
+        raise gr.Error("Choose a .zip style or a .safetensors LoRA file to import.", title="No file")
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix not in IMPORTABLE:
+            raise InputError(f"{Path(path).name} is not a style zip or a LoRA file; import a .zip made by Atelier "
+                             "or a .safetensors LoRA")
+        name = (name or "").strip() or None
+        if suffix == ".zip":
+            record = style_ops.import_zip(context.library, path, name)
+        else:
+            if name is None:
+                raise InputError("give the imported LoRA a name")
+            with context.workshop_lock:
+                record = style_ops.import_lora(context.library, path, name, context.workshop(), description or "",
+                                               trigger or "", sample=load_benchmark_photo(SAMPLE_PHOTO))
+    except AtelierError as error:
+        raise page_error(error, "Cannot import") from error
+    return f"Imported **{html.escape(record.name)}**; it is in the Edit tab's style list now.", context.bump(version)

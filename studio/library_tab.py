@@ -1,0 +1,85 @@
+"""The Library page: browse and search the styles, see one in full, rename it, edit its
+description and trigger, export it (LoRA file or style zip), delete it (after a confirmation),
+and import a style zip or an external LoRA file.
+
+Layout and wiring only; the handlers are in :mod:`studio.library_run`. The gallery refreshes
+whenever any tab changes the library (``context.library_version``); every change made here bumps
+that signal, so the Edit tab's style lists follow without a page reload.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gradio as gr
+
+from studio import library_run
+from studio.context import StudioContext
+
+PRIVATE = {"api_visibility": "private"}
+
+
+def build_library_tab(context: StudioContext) -> None:
+    """Lay out the Library page inside the current Blocks context and wire its events."""
+    items, names = library_run.gallery_items(context, "")
+    selected = gr.State(None)
+    shown_names = gr.State(names)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=320):
+            search = gr.Textbox(label="Search", placeholder="Type part of a name, description or trigger", elem_id="library-search")
+            count = gr.Markdown(f"{len(names)} style(s) in `{context.library.root}`", elem_id="library-count")
+            gallery = gr.Gallery(value=items, label="Styles", columns=3, height=440, object_fit="cover",
+                                 allow_preview=False, elem_id="library-gallery")
+            with gr.Accordion("Import a style", open=False, elem_id="library-import-section"):
+                import_file = gr.File(label="A style .zip, or a LoRA .safetensors (diffusers/peft or kohya keys)",
+                                      file_types=[".zip", ".safetensors"], type="filepath", height=110, elem_id="library-import-file")
+                import_name = gr.Textbox(label="Name", info="Needed for a LoRA file; a zip keeps its own name if empty.",
+                                         elem_id="library-import-name")
+                with gr.Row():
+                    import_description = gr.Textbox(label="Description", elem_id="library-import-description")
+                    import_trigger = gr.Textbox(label="Trigger", elem_id="library-import-trigger")
+                import_button = gr.Button("Import", variant="secondary", elem_id="library-import")
+        with gr.Column(scale=4, min_width=360):
+            status = gr.Markdown("", elem_id="library-status")
+            details = gr.Markdown("Pick a style in the gallery.", elem_id="library-details")
+            pairs = gr.Gallery(label="Pairs (before, after)", columns=6, height=220, object_fit="contain",
+                               allow_preview=True, elem_id="library-pairs")
+            with gr.Column(visible=False, elem_id="library-manage") as manage:
+                with gr.Row(equal_height=True):
+                    new_name = gr.Textbox(label="Name", scale=3, elem_id="library-rename-name")
+                    rename = gr.Button("Rename", scale=1, min_width=110, elem_id="library-rename")
+                with gr.Row(equal_height=True):
+                    description = gr.Textbox(label="Description", scale=3, elem_id="library-description")
+                    trigger = gr.Textbox(label="Trigger", scale=2, elem_id="library-trigger")
+                    save = gr.Button("Save", scale=1, min_width=90, elem_id="library-save")
+                with gr.Row():
+                    export_lora = gr.Button("Export LoRA (.safetensors)", elem_id="library-export-lora")
+                    export_zip = gr.Button("Export style (.zip)", elem_id="library-export-zip")
+                    delete = gr.Button("Delete…", variant="stop", elem_id="library-delete")
+                download = gr.File(label="Exported file", visible=False, interactive=False, elem_id="library-download")
+                with gr.Row(visible=False, elem_id="library-delete-row") as confirm_row:
+                    confirm = gr.Button("Confirm delete", variant="stop", elem_id="library-delete-confirm")
+                    keep = gr.Button("Keep it", elem_id="library-delete-cancel")
+
+    version = context.library_version
+    search.change(partial(library_run.refresh, context), search, [gallery, shown_names, count], queue=False, **PRIVATE)
+    if version is not None:
+        version.change(partial(library_run.refresh, context), search, [gallery, shown_names, count], queue=False, **PRIVATE)
+    def select(names: list[str], event: gr.SelectData):
+        return library_run.select_style(context, names, event)
+
+    gallery.select(select, shown_names,
+                   [selected, details, pairs, new_name, description, trigger, manage], **PRIVATE)
+    rename.click(partial(library_run.rename_style, context), [selected, new_name, version], [selected, details, status, version], **PRIVATE)
+    save.click(partial(library_run.save_details, context), [selected, description, trigger, version], [details, status, version], **PRIVATE)
+    export_lora.click(partial(library_run.export_style, context, as_zip=False), selected, [download, status],
+                      concurrency_id="library", **PRIVATE)
+    export_zip.click(partial(library_run.export_style, context, as_zip=True), selected, [download, status],
+                     concurrency_id="library", **PRIVATE)
+    delete.click(library_run.ask_delete, selected, [confirm_row, status], queue=False, **PRIVATE)
+    keep.click(lambda: (gr.update(visible=False), "Kept."), None, [confirm_row, status], queue=False, **PRIVATE)
+    confirm.click(partial(library_run.delete_style, context), [selected, version],
+                  [selected, details, pairs, manage, confirm_row, status, version], concurrency_id="library", **PRIVATE)
+    import_button.click(partial(library_run.import_file, context),
+                        [import_file, import_name, import_description, import_trigger, version], [status, version],
+                        concurrency_id="library", **PRIVATE)

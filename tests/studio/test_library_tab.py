@@ -1,0 +1,104 @@
+"""The Library page's handlers, called as the page calls them, on a tiny model and library."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.library import StyleLibrary
+from engine.moe_lora.lora_files import read_lora_file
+from studio import library_run
+from studio.app import build_studio
+from studio.context import new_context
+from tests.moe_lora.moe_fixtures import base_backbone
+from tests.studio.studio_fixtures import add_random_styles
+
+
+@pytest.fixture()
+def context(tmp_path: Path):
+    library = StyleLibrary.open(tmp_path / "library")
+    add_random_styles(library, base_backbone(), ["ink", "sepia"], tmp_path / "pairs")
+    studio_context = new_context(base_backbone(), "tiny", library, workshop=base_backbone())
+    yield studio_context
+    studio_context.editor.release()
+    library.close()
+
+
+def select(context, name: str):
+    names = library_run.gallery_items(context, "")[1]
+    return library_run.select_style(context, names, gr.SelectData(None, {"index": names.index(name), "value": None}))
+
+
+def test_the_page_builds_with_the_gallery_of_styles(context) -> None:
+    studio = build_studio(context)
+    found = {block.elem_id: block for block in studio.blocks.values() if getattr(block, "elem_id", None)}
+    for elem_id in ("library-search", "library-gallery", "library-details", "library-rename", "library-delete",
+                    "library-delete-confirm", "library-export-lora", "library-export-zip", "library-import-file", "library-import"):
+        assert elem_id in found, elem_id
+    assert [item["caption"] for item in found["library-gallery"].value] == ["ink", "sepia"]
+
+
+def test_search_and_details(context) -> None:
+    update, names, count = library_run.refresh(context, "sep")
+    assert names == ["sepia"] and "1 style(s)" in count
+    selected, details, pairs, name, description, trigger, manage = select(context, "ink")
+    assert selected == "ink" and "ink look" in details and "held-out pairs" in details
+    assert len(pairs["value"]) == 4 and manage["visible"] is True  # two pairs, before and after each
+    assert (name, description, trigger) == ("ink", "ink look", "in ink style")
+
+
+def test_rename_save_and_every_change_bumps_the_signal(context) -> None:
+    selected, details, status, version = library_run.rename_style(context, "ink", "ink wash", 3)
+    assert selected == "ink wash" and version == 4 and "Renamed" in status
+    details, status, version = library_run.save_details(context, "ink wash", "soft <b>washes</b>", "wash", 4)
+    assert "soft &lt;b&gt;washes&lt;/b&gt;" in details and version == 5
+    with pytest.raises(gr.Error, match="already"):
+        library_run.rename_style(context, "ink wash", "sepia", 5)
+    with pytest.raises(gr.Error, match="Pick a style"):
+        library_run.rename_style(context, None, "x", 5)
+
+
+def test_exports_give_a_lora_file_and_a_style_zip(context) -> None:
+    download, status = library_run.export_style(context, "sepia", as_zip=False)
+    layers = read_lora_file(download["value"], context.backbone)
+    assert layers and "exact" in status
+    download, _ = library_run.export_style(context, "sepia", as_zip=True)
+    assert zipfile.is_zipfile(download["value"])
+
+
+def test_delete_needs_a_confirmation_and_leaves_the_other_style(context) -> None:
+    confirm_row, question = library_run.ask_delete("ink")
+    assert confirm_row["visible"] is True and "Delete" in question
+    assert [record.name for record in context.library.list_styles()] == ["ink", "sepia"]
+    outputs = library_run.delete_style(context, "ink", 1)
+    assert outputs[-1] == 2 and "Deleted" in outputs[-2]
+    assert [record.name for record in context.library.list_styles()] == ["sepia"]
+
+
+def test_imports_refuse_wrong_files_and_take_a_lora(context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(gr.Error, match="not a style zip or a LoRA"):
+        library_run.import_file(context, str(text), "x", "", "", 0)
+    corrupt = tmp_path / "broken.zip"
+    corrupt.write_bytes(b"PK not really")
+    with pytest.raises(gr.Error):
+        library_run.import_file(context, str(corrupt), None, "", "", 0)
+    modules = dict(context.backbone.transformer.named_modules())
+    linear = modules["transformer_blocks.0.attn.to_q"]
+    lora = tmp_path / "outside.safetensors"
+    save_file({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": torch.randn(2, linear.in_features),
+               "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": torch.randn(linear.out_features, 2)}, str(lora))
+    with pytest.raises(gr.Error, match="name"):
+        library_run.import_file(context, str(lora), "", "", "", 0)
+    monkeypatch.setattr(library_run, "load_benchmark_photo", lambda name: __import__("PIL.Image").Image.new("RGB", (40, 32)))
+    status, version = library_run.import_file(context, str(lora), "outside", "made elsewhere", "xyz", 0)
+    assert "Imported" in status and version == 1
+    assert context.library.get_style("outside").adapter.kind == "lora"
+    with pytest.raises(gr.Error, match="\\.\\./"):
+        library_run.import_file(context, str(lora), "../up", "", "", 1)
