@@ -30,6 +30,13 @@ CSS = """
 #atelier-header h1 { margin-bottom: 0.25rem; }
 #atelier-header p { margin-top: 0; }
 #atelier-model { text-align: right; color: var(--body-text-color-subdued); font-size: var(--text-sm); }
+/* Galleries keep square tiles in a fixed number of columns, however few items they hold
+   (Gradio's grid stretches one or two items over the whole width). */
+#library-gallery .grid-container, #edit-recent .grid-container {
+  grid-template-rows: none !important; grid-auto-rows: max-content !important; }
+#library-gallery .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+#edit-recent .grid-container { grid-template-columns: repeat(8, minmax(0, 1fr)) !important; }
+#library-gallery .thumbnail-item, #edit-recent .thumbnail-item { aspect-ratio: 1; height: auto; }
 /* Step previews fill their frame as the before/after slider does. */
 #edit-preview img { width: 100%; height: 100%; object-fit: contain; }
 """

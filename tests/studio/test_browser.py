@@ -12,6 +12,7 @@ missing browser is a failure.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typing import Iterator
 
 import pytest
 from PIL import Image, ImageDraw
+from safetensors import safe_open
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,8 +83,15 @@ def log_tail(log: Path, lines: int = 40) -> str:
 
 @pytest.fixture
 def studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
-    """Serve the real app.py with the tiny model; yield its URL; stop it afterwards."""
+    """Serve the real app.py with the tiny model and a library holding one style ('sepia');
+    yield its URL; stop it afterwards."""
     require_chromium()
+    from engine.backbones.registry import load_backbone
+    from engine.library import StyleLibrary
+    from tests.studio.studio_fixtures import add_random_styles
+
+    with StyleLibrary.open(tmp_path / "library") as library:
+        add_random_styles(library, load_backbone(str(tiny_model_folder)), ["sepia"], tmp_path / "seed-pairs")
     port = free_port()
     log = tmp_path / "studio.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
@@ -175,5 +184,131 @@ def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
             page.screenshot(path=str(artefacts / "studio-edit-1400x1000.png"))
             page.set_viewport_size({"width": 1280, "height": 720})
             page.screenshot(path=str(artefacts / "studio-edit-1280x720.png"))
+        finally:
+            browser.close()
+
+
+def write_pairs_folder(folder: Path, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Before photos and their posterised greyscale after-images, with matching names."""
+    from PIL import ImageOps
+
+    (folder / "before").mkdir(parents=True)
+    (folder / "after").mkdir(parents=True)
+    befores, afters = [], []
+    for index, name in enumerate(names):
+        before = make_photo(folder / "before" / f"{name}.png", size=(320 + 8 * index, 240 + 6 * index))
+        after = folder / "after" / f"{name}.png"
+        ImageOps.posterize(ImageOps.grayscale(Image.open(before)).convert("RGB"), 2).save(after)
+        befores.append(str(before))
+        afters.append(str(after))
+    return befores, afters
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    """Choose ``option`` in a Gradio dropdown."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def close_messages(page) -> None:
+    """Close the error messages already read, so they do not cover later screenshots."""
+    for button in page.locator(".toast-close").all():
+        button.click()
+
+
+def test_train_edit_mix_and_manage_styles_in_the_browser(studio_url: str, tmp_path: Path) -> None:
+    """The three flows end to end: train a style from uploaded pairs, edit with it and with a
+    mix, then find, rename, export and delete it in the Library; with misuse along the way."""
+    from playwright.sync_api import expect, sync_playwright
+
+    befores, afters = write_pairs_folder(tmp_path / "pairs", ("harbour", "meadow", "orchard"))
+    photo = make_photo(tmp_path / "hills.png")
+    artefacts = artefacts_folder()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True).new_page()
+            page.goto(studio_url)
+            expect(page.get_by_role("button", name="Edit", exact=True)).to_be_visible(timeout=30_000)
+
+            # Train: one pair only is refused with a message; then three pairs train.
+            page.get_by_role("tab", name="Train").click()
+            page.locator("#train-before input[type=file]").set_input_files(befores[:1])
+            page.locator("#train-after input[type=file]").set_input_files(afters[:1])
+            expect(page.locator("#train-pairs-status")).to_contain_text("1 pair ready", timeout=30_000)
+            page.locator("#train-name textarea, #train-name input").first.fill("Poster")
+            page.locator("#train-run").click()
+            expect(page.get_by_text("at least 2 before/after pairs").first).to_be_visible(timeout=10_000)
+            page.locator("#train-before input[type=file]").set_input_files(befores[1:])  # uploads add up
+            page.locator("#train-after input[type=file]").set_input_files(afters[1:])
+            expect(page.locator("#train-pairs-status")).to_contain_text("3 pairs ready", timeout=30_000)
+            # A name already in the library is refused before anything trains.
+            page.locator("#train-name textarea, #train-name input").first.fill("sepia")
+            page.locator("#train-run").click()
+            expect(page.get_by_text("already in the library").first).to_be_visible(timeout=10_000)
+            close_messages(page)
+            page.locator("#train-name textarea, #train-name input").first.fill("Poster")
+            page.locator("#train-steps input[type=number]").fill("6")
+            page.locator("#train-steps input[type=number]").press("Tab")
+            page.locator("#train-run").click()
+            expect(page.locator("#train-status")).to_contain_text("in your library", timeout=EDIT_TIMEOUT_MS)
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(artefacts / "studio-train-1400x1000.png"))
+
+            # Edit: the new style is listed without a reload; edit with it, then with a mix.
+            page.get_by_role("tab", name="Edit").click()
+            pick(page, "edit-style-1", "Poster")
+            page.locator("#edit-photo input[type=file]").set_input_files(str(photo))
+            expect(page.locator("#edit-photo img").first).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Edit", exact=True).click()
+            expect(page.locator("#edit-status")).to_contain_text("Done", timeout=EDIT_TIMEOUT_MS)
+            expect(page.locator("#edit-status")).to_contain_text("with Poster")
+            page.locator("#edit-add-style").click()
+            pick(page, "edit-style-2", "sepia")
+            page.get_by_role("button", name="Edit", exact=True).click()
+            expect(page.locator("#edit-status")).to_contain_text("Poster ×1 + sepia ×1", timeout=EDIT_TIMEOUT_MS)
+            expect(page.locator("#edit-recent img")).to_have_count(2, timeout=10_000)
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(artefacts / "studio-edit-mix-1400x1000.png"))
+
+            # Library: search, details, rename, export, delete after confirming.
+            page.get_by_role("tab", name="Library").click()
+            page.locator("#library-search input, #library-search textarea").first.fill("post")
+            expect(page.locator("#library-gallery .thumbnail-item")).to_have_count(1, timeout=10_000)
+            page.locator("#library-gallery .thumbnail-item").first.click()
+            expect(page.locator("#library-details")).to_contain_text("Poster", timeout=10_000)
+            page.locator("#library-rename-name input, #library-rename-name textarea").first.fill("Poster two")
+            page.locator("#library-rename").click()
+            expect(page.locator("#library-status")).to_contain_text("Renamed", timeout=10_000)
+            page.locator("#library-export-lora").click()
+            link = page.locator("#library-download a")
+            expect(link).to_have_attribute("href", re.compile(r"Poster-two\.safetensors$"), timeout=30_000)
+            with page.expect_download(timeout=30_000) as download_info:
+                link.click()
+            exported = tmp_path / "Poster-two.safetensors"
+            download_info.value.save_as(exported)
+            with safe_open(exported, framework="pt") as handle:
+                keys = list(handle.keys())
+                assert handle.metadata()["modelspec.title"] == "Poster two"
+            assert keys and all(key.startswith("transformer.") and ".lora_" in key for key in keys)
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(artefacts / "studio-library-1400x1000.png"))
+            page.locator("#library-delete").click()
+            page.locator("#library-delete-confirm").click()
+            expect(page.locator("#library-status")).to_contain_text("Deleted", timeout=30_000)
+            page.locator("#library-search input, #library-search textarea").first.fill("")
+            expect(page.locator("#library-gallery .thumbnail-item")).to_have_count(1, timeout=10_000)
+
+            # The Edit tab follows: the deleted style is gone from its list.
+            page.get_by_role("tab", name="Edit").click()
+            page.locator("#edit-style-1 input").click()
+            options = page.get_by_role("option").all_inner_texts()
+            assert "sepia" in options and "Poster two" not in options and "Poster" not in options, options
+            page.keyboard.press("Escape")
+            page.set_viewport_size({"width": 1280, "height": 720})
+            for tab in ("Edit", "Train", "Library"):
+                page.get_by_role("tab", name=tab).click()
+                page.mouse.move(0, 0)
+                page.screenshot(path=str(artefacts / f"studio-{tab.lower()}-1280x720.png"))
         finally:
             browser.close()
