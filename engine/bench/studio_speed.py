@@ -155,6 +155,7 @@ def measure(repeats: int, train_steps: int, library: Path) -> dict:
                 interactive_seconds = time.perf_counter() - began
                 page.locator("#edit-photo input[type=file]").set_input_files(str(photo))
                 page.locator("#edit-photo img").first.wait_for(timeout=30_000)
+                page.locator("#edit-settings").get_by_text("Settings").click()  # the seed lives there
                 timed_edit(page, seed=0)  # the first edit loads and folds the style
                 timings = [timed_edit(page, seed=seed) for seed in range(1, repeats + 1)]
                 time.sleep(2)
