@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from engine.errors import InputError
-from engine.library import runs
+from engine.library import presets, runs
 from engine.library.checks import find_problems, verify_style
 from engine.library.database import LibraryDatabase
 from engine.library.location import resolve_library
@@ -264,6 +264,21 @@ class StyleLibrary:
     def list_runs(self, limit: int = 100) -> list[runs.RunRecord]:
         """The latest runs, newest first."""
         return runs.list_runs(self._database, limit)
+
+    # Presets ----------------------------------------------------------------------------------
+
+    def save_preset(self, kind: str, name: str, settings: Mapping[str, Any], replace: bool = False) -> presets.PresetRecord:
+        """Store named settings, such as a favourite fusion setting."""
+        return presets.save_preset(self._database, kind, name, settings, replace)
+
+    def get_preset(self, kind: str, name: str) -> presets.PresetRecord:
+        return presets.get_preset(self._database, kind, name)
+
+    def list_presets(self, kind: str) -> list[presets.PresetRecord]:
+        return presets.list_presets(self._database, kind)
+
+    def delete_preset(self, kind: str, name: str) -> None:
+        presets.delete_preset(self._database, kind, name)
 
     # Internals --------------------------------------------------------------------------------
 
