@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine.backbones.base import Backbone
 from engine.imaging import resize_to, to_pil, to_tensor
-from engine.sampling.sampler import SamplerSettings, StepCallback, StepInfo, sample
+from engine.sampling.sampler import BeforeStepHook, SamplerSettings, StepCallback, StepInfo, sample
 
 PreviewCallback = Callable[[int, int, Image.Image], None]
 
@@ -31,18 +31,21 @@ def edit_photo(
     settings: SamplerSettings | None = None,
     prompt: str = "",
     callback: PreviewCallback | None = None,
+    before_step: BeforeStepHook | None = None,
 ) -> Image.Image:
     """Edit one RGB photo at the backbone's native area, keeping its aspect ratio.
 
     ``callback(step, total, preview)`` receives the current estimate of the result after each
-    step. The result has the working size (see :meth:`Backbone.fit_size`).
+    step; ``before_step`` (see :func:`~engine.sampling.sampler.sample`) runs before each model
+    call. The result has the working size (see :meth:`Backbone.fit_size`).
     """
     settings = settings or SamplerSettings()
     working = resize_to(photo.convert("RGB"), backbone.fit_size(*photo.size))
     with torch.inference_mode():
         source = backbone.encode(to_tensor(working).to(backbone.device))
         condition = backbone.encode_prompt([prompt])
-        latents = sample(backbone, condition, source.shape, settings, source=source, callback=preview_callback(callback))
+        latents = sample(backbone, condition, source.shape, settings, source=source, callback=preview_callback(callback),
+                         before_step=before_step)
         return to_pil(backbone.decode(latents))[0]
 
 
@@ -52,12 +55,15 @@ def generate_image(
     settings: SamplerSettings | None = None,
     prompt: str = "",
     callback: PreviewCallback | None = None,
+    before_step: BeforeStepHook | None = None,
 ) -> Image.Image:
-    """Generate an image of ``size`` (width, height; multiples of the backbone's patch) with no source."""
+    """Generate an image of ``size`` (width, height; multiples of the backbone's patch) with no source.
+
+    ``callback`` and ``before_step`` as for :func:`edit_photo`."""
     settings = settings or SamplerSettings()
     width, height = size
     with torch.inference_mode():
         probe = backbone.encode(torch.zeros(1, 3, height, width, device=backbone.device))
         condition = backbone.encode_prompt([prompt])
-        latents = sample(backbone, condition, probe.shape, settings, callback=preview_callback(callback))
+        latents = sample(backbone, condition, probe.shape, settings, callback=preview_callback(callback), before_step=before_step)
         return to_pil(backbone.decode(latents))[0]

@@ -52,15 +52,12 @@ class StyleEditor:
             self._adapter_sha256 = sha256
         return self._adapter
 
-    def resolve(self, mix: Mapping[str, float]) -> tuple[MoELoraAdapter | None, dict[str, float]]:
-        """Check a mix of style names and weights; return the adapter and the mix by expert key."""
+    def _checked(self, mix: Mapping[str, float]) -> tuple[dict[str, float], list]:
+        """The mix without zero weights and its records, or InputError for a mix that cannot edit."""
         mix = {name: float(weight) for name, weight in mix.items() if float(weight) != 0.0}
         if len(mix) > MAX_MIX:
             raise InputError(f"a mix takes at most {MAX_MIX} styles; got {len(mix)}")
-        if not mix:
-            return None, {}
         records = [self.library.get_style(name) for name in mix]
-        adapters = {record.adapter.sha256 for record in records}
         for record in records:
             if record.backbone != self.backbone.name:
                 raise InputError(f"style {record.name!r} was trained for {record.backbone}, not {self.backbone.name}")
@@ -68,10 +65,16 @@ class StyleEditor:
                 raise InputError(f"style {record.name!r} is an imported LoRA, which edits on its own; mixing takes styles trained in Atelier")
             if record.adapter.kind not in ("moe", "lora"):
                 raise InputError(f"{record.name!r} is a {record.adapter.kind}, not a style; pick a style to edit with")
-        if records[0].adapter.kind == "lora":
-            return None, {}
-        if len(adapters) > 1:
+        if len({record.adapter.sha256 for record in records}) > 1:
             raise InputError("these styles live in different adapter files and cannot be mixed; retrain one into the shared adapter")
+        return mix, records
+
+    def resolve(self, mix: Mapping[str, float]) -> tuple[MoELoraAdapter | None, dict[str, float]]:
+        """Check a mix of style names and weights; return the adapter and the mix by expert key
+        (``(None, {})`` for no style, or for an imported LoRA, which is not in the shared adapter)."""
+        mix, records = self._checked(mix)
+        if not records or records[0].adapter.kind == "lora":
+            return None, {}
         adapter = self._adapter_for(records[0].adapter.sha256, self.library.adapter_path(records[0]))
         return adapter, {record.expert_key: mix[record.name] for record in records}
 
@@ -82,21 +85,27 @@ class StyleEditor:
         Styles are trained with the empty prompt, so a styled edit ignores ``prompt``.
 
         A foldable mix stays folded in the weights after the edit, so the next edit with the same
-        mix costs a base edit and no folding; another mix, or none, unfolds it first.
+        mix costs a base edit and no folding; another mix, or none, unfolds it first. An imported
+        LoRA is always folded (``fold`` concerns the shared adapter) and kept folded the same way.
         """
         with self._lock:
-            adapter, keyed = self.resolve(mix)
-            lora = self._lora_record(mix)
-            if self._lora is not None and (lora is None or (lora.adapter.sha256, mix[lora.name]) != self._lora[:2]):
+            checked, records = self._checked(mix)
+            lora = records[0] if records and records[0].adapter.kind == "lora" else None
+            wanted = None if lora is None else (lora.adapter.sha256, checked[lora.name])
+            # Unfold whatever this edit does not reuse before loading anything, so the weights an
+            # adapter wraps or a LoRA patches are always the base model's.
+            if self._lora is not None and self._lora[:2] != wanted:
                 self._lora[2].remove()
                 self._lora = None
+            adapter, keyed = self.resolve(mix)
             if self._adapter is not None and self._folded_mix is not None and (adapter is None or keyed != self._folded_mix or not fold):
                 self._adapter.unfold()
                 self._folded_mix = None
             if lora is not None:
                 if self._lora is None:
+                    # With the shared adapter wrapped but unrouted, LoraPatch folds into its base layers.
                     layers = read_lora_file(self.library.adapter_path(lora), self.backbone)
-                    self._lora = (lora.adapter.sha256, mix[lora.name], LoraPatch(self.backbone, layers, mix[lora.name]))
+                    self._lora = (*wanted, LoraPatch(self.backbone, layers, wanted[1]))
                 return edit_photo(self.backbone, photo, settings, callback=callback)
             if adapter is None:
                 return edit_photo(self.backbone, photo, settings, prompt=prompt, callback=callback)
@@ -110,14 +119,6 @@ class StyleEditor:
                 return edit_photo(self.backbone, photo, settings, callback=callback)
             finally:
                 adapter.clear_routing()
-
-    def _lora_record(self, mix: Mapping[str, float]):
-        """The record of an imported LoRA asked for alone (``resolve`` has checked the mix)."""
-        names = [name for name, weight in mix.items() if float(weight) != 0.0]
-        if len(names) != 1:
-            return None
-        record = self.library.get_style(names[0])
-        return record if record.adapter.kind == "lora" else None
 
     def release(self) -> None:
         """Unfold and unwrap the adapter, leaving the backbone as it was loaded."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.backbones.base import Backbone
+from engine.bench.dataset import load_benchmark_photo
 from engine.edit import edit_photo
 from engine.errors import InputError
 from engine.files import atomic_path
@@ -27,7 +28,15 @@ from engine.moe_lora.lora_files import read_lora_file
 from engine.moe_lora.lora_patch import applied_lora
 from engine.sampling.sampler import SamplerSettings
 
-SAMPLE_PHOTO_SIZE = (192, 128)
+SAMPLE_PHOTO = "city"  # a held-out benchmark photo; an imported LoRA's thumbnail is it, edited
+SAMPLE_PHOTO_SIZE = (192, 128)  # thumbnail size: the edit that makes the thumbnail stays cheap
+
+
+def sample_photo() -> Image.Image:
+    """The fixed photo an imported LoRA is shown editing (its thumbnail), at thumbnail size."""
+    photo = load_benchmark_photo(SAMPLE_PHOTO)
+    photo.thumbnail(SAMPLE_PHOTO_SIZE)
+    return photo
 
 
 def architecture_of(backbone: Backbone) -> str:
@@ -93,7 +102,8 @@ def import_lora(library: StyleLibrary, path: str | Path, name: str, backbone: Ba
     """Add an external LoRA file (diffusers/peft or kohya keys) as a style of kind ``lora``.
 
     The file is checked against ``backbone`` first (a file for another model is refused, naming
-    the layers that do not fit). With ``sample``, the thumbnail is that photo edited with the LoRA.
+    the layers that do not fit). With ``sample`` (e.g. :func:`sample_photo`), the thumbnail is that
+    photo edited with the LoRA; without, the style has no thumbnail (the Library shows a plain tile).
     """
     validate_style_name(name)
     path = Path(path)
@@ -115,7 +125,7 @@ def delete_style(library: StyleLibrary, name: str, backbone: Backbone) -> None:
     validate_style_name(name)
     record = library.get_style(name)
     sharing = [other for other in library.list_styles() if other.adapter.id == record.adapter.id and other.id != record.id]
-    if not sharing:
+    if not sharing or record.adapter.kind != "moe":  # only the shared MoE adapter holds several styles' weights
         library.delete_style(record.name)
         return
     adapter = MoELoraAdapter.load(library.adapter_path(record), backbone)

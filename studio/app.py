@@ -13,6 +13,7 @@ import gradio as gr
 
 from studio.context import StudioContext
 from studio.edit_tab import build_edit_tab
+from studio.fuse_tab import build_fuse_tab
 from studio.library_tab import build_library_tab
 from studio.train_tab import build_train_tab
 
@@ -76,6 +77,8 @@ def build_studio(context: StudioContext) -> gr.Blocks:
                 build_train_tab(context)
             with gr.Tab("Library", id="library"):
                 build_library_tab(context)
+            with gr.Tab("Fuse", id="fuse"):
+                build_fuse_tab(context)
         # A page (re)loaded after the library changed must list the styles as they are now.
         studio.load(context.bump, context.library_version, context.library_version, queue=False, api_visibility="private")
     return studio

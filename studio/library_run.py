@@ -3,9 +3,10 @@ import. Each maps widget values to :mod:`engine.style_ops` and :class:`StyleLibr
 their results (or :class:`AtelierError`) to widget updates; the layout is in
 :mod:`studio.library_tab`.
 
-Work that loads the shared adapter runs on the context's *workshop* model under its lock; a
-deletion also takes the editor's lock, so it waits for a running edit to finish instead of
-changing the files under it (an edit asked for meanwhile then says the style is gone).
+Work that loads the shared adapter runs on the context's *workshop* model under its lock, never
+on the editing model (loading the adapter wraps a model's layers). A deletion also takes the
+editor's lock, so it waits for a running edit to finish instead of changing the files under it,
+and says so on the page.
 """
 
 from __future__ import annotations
@@ -20,12 +21,10 @@ import gradio as gr
 from PIL import Image
 
 from engine import style_ops
-from engine.bench.dataset import load_benchmark_photo
 from engine.errors import AtelierError, InputError
 from engine.library import StyleRecord
 from studio.context import StudioContext
 
-SAMPLE_PHOTO = "city"  # a held-out benchmark photo, the thumbnail of imported LoRAs
 IMPORTABLE = (".zip", ".safetensors")
 KIND_LABELS = {"moe": "trained in Atelier (shared MoE LoRA expert)", "lora": "imported LoRA", "subject": "subject LoRA"}
 
@@ -97,8 +96,9 @@ def select_style(context: StudioContext, names: list[str], event: gr.SelectData)
     except AtelierError as error:
         raise page_error(error, "Style not found") from error
     pairs = [item for pair in record.pairs for item in ((str(pair.before), f"{pair.position + 1}: before"), (str(pair.after), f"{pair.position + 1}: after"))]
-    return (name, details_markdown(record), gr.update(value=pairs), name, record.description, record.trigger,
-            gr.update(visible=True))
+    # An imported LoRA has no pairs: no empty pairs box then.
+    return (name, details_markdown(record), gr.update(value=pairs, visible=bool(pairs)), name, record.description,
+            record.trigger, gr.update(visible=True))
 
 
 def _require(selected: str | None) -> str:
@@ -155,14 +155,27 @@ def ask_delete(selected: str | None):
 
 
 def delete_style(context: StudioContext, selected: str | None, version: float | None):
+    """Delete the selected style (a generator, so the page can say it waits for a running edit).
+
+    The deletion holds the editor's lock: an edit in progress finishes on the files it started
+    with, and an edit asked for meanwhile waits and then finds the style gone.
+    """
     name = _require(selected)
+    with context.workshop_lock:
+        context.workshop()  # load the model copy (first use) before making edits wait for us
+    lock = context.editor.lock
+    if not lock.acquire(blocking=False):
+        yield (*[gr.update()] * 5, f"An edit is running; **{html.escape(name)}** is deleted as soon as it finishes…", gr.update())
+        lock.acquire()
     try:
-        with context.editor.lock, context.workshop_lock:
+        with context.workshop_lock:
             style_ops.delete_style(context.library, name, context.workshop())
     except AtelierError as error:
         raise page_error(error, "Cannot delete") from error
-    return (None, gr.update(value="Pick a style in the gallery."), gr.update(value=[]), gr.update(visible=False),
-            gr.update(visible=False), f"Deleted **{html.escape(name)}**.", context.bump(version))
+    finally:
+        lock.release()
+    yield (None, gr.update(value="Pick a style in the gallery."), gr.update(value=[]), gr.update(visible=False),
+           gr.update(visible=False), f"Deleted **{html.escape(name)}**.", context.bump(version))
 
 
 def import_file(context: StudioContext, path: str | None, name: str | None, description: str | None, trigger: str | None,
@@ -183,7 +196,7 @@ def import_file(context: StudioContext, path: str | None, name: str | None, desc
                 raise InputError("give the imported LoRA a name")
             with context.workshop_lock:
                 record = style_ops.import_lora(context.library, path, name, context.workshop(), description or "",
-                                               trigger or "", sample=load_benchmark_photo(SAMPLE_PHOTO))
+                                               trigger or "", sample=style_ops.sample_photo())
     except AtelierError as error:
         raise page_error(error, "Cannot import") from error
     return f"Imported **{html.escape(record.name)}**; it is in the Edit tab's style list now.", context.bump(version)

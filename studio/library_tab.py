@@ -53,23 +53,25 @@ def build_library_tab(context: StudioContext) -> None:
                     trigger = gr.Textbox(label="Trigger", scale=2, elem_id="library-trigger")
                     save = gr.Button("Save", scale=1, min_width=90, elem_id="library-save")
                 with gr.Row():
-                    export_lora = gr.Button("Export LoRA (.safetensors)", elem_id="library-export-lora")
-                    export_zip = gr.Button("Export style (.zip)", elem_id="library-export-zip")
+                    export_lora = gr.Button("Export LoRA file", elem_id="library-export-lora")
+                    export_zip = gr.Button("Export style zip", elem_id="library-export-zip")
                     delete = gr.Button("Delete…", variant="stop", elem_id="library-delete")
-                download = gr.File(label="Exported file", visible=False, interactive=False, elem_id="library-download")
-                with gr.Row(visible=False, elem_id="library-delete-row") as confirm_row:
+                with gr.Row(visible=False, elem_id="library-delete-row") as confirm_row:  # right under "Delete…"
                     confirm = gr.Button("Confirm delete", variant="stop", elem_id="library-delete-confirm")
                     keep = gr.Button("Keep it", elem_id="library-delete-cancel")
+                download = gr.File(label="Exported file", visible=False, interactive=False, elem_id="library-download")
 
     version = context.library_version
     search.change(partial(library_run.refresh, context), search, [gallery, shown_names, count], queue=False, **PRIVATE)
     if version is not None:
         version.change(partial(library_run.refresh, context), search, [gallery, shown_names, count], queue=False, **PRIVATE)
     def select(names: list[str], event: gr.SelectData):
-        return library_run.select_style(context, names, event)
+        # A new selection also drops a pending delete confirmation and the last style's download,
+        # so "Confirm delete" only ever deletes the style it asked about.
+        return (*library_run.select_style(context, names, event), gr.update(visible=False), gr.update(value=None, visible=False), "")
 
     gallery.select(select, shown_names,
-                   [selected, details, pairs, new_name, description, trigger, manage], **PRIVATE)
+                   [selected, details, pairs, new_name, description, trigger, manage, confirm_row, download, status], **PRIVATE)
     rename.click(partial(library_run.rename_style, context), [selected, new_name, version], [selected, details, status, version], **PRIVATE)
     save.click(partial(library_run.save_details, context), [selected, description, trigger, version], [details, status, version], **PRIVATE)
     export_lora.click(partial(library_run.export_style, context, as_zip=False), selected, [download, status],

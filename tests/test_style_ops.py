@@ -124,3 +124,65 @@ def test_an_imported_lora_is_checked_against_the_model(library: StyleLibrary, tm
     with pytest.raises(InputError):
         style_ops.import_lora(library, peft_lora(tmp_path / "ok.safetensors", backbone), "../escape", backbone)
     assert sorted(record.name for record in library.list_styles()) == ["grain", "ink", "sepia"]
+
+
+def kohya_lora(path: Path, backbone, rank: int = 2, alpha: float = 1.0, seed: int = 5) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A kohya-keyed LoRA (``lora_unet_<underscored path>``) with an alpha on two layers, and the
+    update each layer should get, worked out here from the factors (``alpha / rank * up @ down``)."""
+    generator = torch.Generator().manual_seed(seed)
+    modules = dict(backbone.transformer.named_modules())
+    tensors, deltas = {}, {}
+    for name in ("transformer_blocks.0.attn.to_v", "single_transformer_blocks.0.proj_out"):
+        linear, key = modules[name], "lora_unet_" + name.replace(".", "_")
+        down = 0.3 * torch.randn(rank, linear.in_features, generator=generator)
+        up = 0.3 * torch.randn(linear.out_features, rank, generator=generator)
+        tensors.update({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(alpha)})
+        deltas[name] = (alpha / rank) * (up @ down)
+    save_file(tensors, str(path))
+    return path, deltas
+
+
+def test_an_imported_kohya_lora_edits_as_its_update_even_after_a_trained_style(library: StyleLibrary, tmp_path: Path) -> None:
+    path, deltas = kohya_lora(tmp_path / "kohya.safetensors", base_backbone())
+    style_ops.import_lora(library, path, "kohya look", base_backbone(), trigger="kh")
+    reference_model = base_backbone()
+    modules = dict(reference_model.transformer.named_modules())
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            modules[name].weight.data = modules[name].weight.data.float() + delta
+    expected = pixels(edit_photo(reference_model, SAMPLE))
+    editor = StyleEditor(base_backbone(), library)
+    plain = pixels(editor.edit(SAMPLE, {}))
+    ink = pixels(editor.edit(SAMPLE, {"ink": 1.0}))  # leaves the shared adapter wrapped around the model
+    np.testing.assert_array_equal(pixels(editor.edit(SAMPLE, {"kohya look": 1.0})), expected)
+    half = pixels(editor.edit(SAMPLE, {"kohya look": 0.5}))
+    assert np.abs(half - expected).max() > 0 and np.abs(half - plain).max() > 0
+    np.testing.assert_array_equal(pixels(editor.edit(SAMPLE, {"ink": 1.0})), ink)
+    np.testing.assert_array_equal(pixels(editor.edit(SAMPLE, {})), plain)
+    editor.release()
+    assert all(not hasattr(module, "base_layer") for module in editor.backbone.transformer.modules())
+
+
+def test_deletion_rewrites_the_adapter_without_that_expert_only(library: StyleLibrary) -> None:
+    def adapter_state() -> tuple[list[str], dict[str, torch.Tensor]]:
+        adapter = MoELoraAdapter.load(library.adapter_path(library.get_style("ink")), base_backbone())
+        keys, state = adapter.style_keys, adapter.state_dict()
+        adapter.remove()
+        return keys, state
+
+    keys_before, before = adapter_state()
+    removed = library.get_style("sepia").expert_key
+    style_ops.delete_style(library, "sepia", base_backbone())
+    keys_after, after = adapter_state()
+    assert keys_after == [key for key in keys_before if key != removed]
+    kept = {name: tensor for name, tensor in before.items() if not name.endswith("." + removed)}
+    assert len(kept) < len(before) and sorted(after) == sorted(kept)
+    for name, tensor in kept.items():
+        assert torch.equal(after[name], tensor), name
+    # Deleting the last styles of the adapter removes it; deleting an imported LoRA leaves the rest.
+    style_ops.import_lora(library, peft_lora(library.root.parent / "x.safetensors", base_backbone()), "outside", base_backbone())
+    for name in ("ink", "grain", "outside"):
+        style_ops.delete_style(library, name, base_backbone())
+    assert library.list_styles() == [] and library.check(deep=True) == []
+    with pytest.raises(InputError, match="ink"):
+        style_ops.delete_style(library, "ink", base_backbone())

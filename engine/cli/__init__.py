@@ -17,10 +17,10 @@ import argparse
 import sys
 from types import ModuleType
 
-from engine.cli import bench, edit, styles, train
+from engine.cli import bench, edit, fuse, styles, subjects, train
 from engine.errors import AtelierError
 
-COMMANDS: tuple[ModuleType, ...] = (edit, train, styles, bench)
+COMMANDS: tuple[ModuleType, ...] = (edit, fuse, train, styles, subjects, bench)
 EXIT_ERROR = 2
 
 

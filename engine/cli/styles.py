@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imported.add_argument("--description", default="", help="For a LoRA file: what it does.")
     imported.add_argument("--trigger", default="", help="For a LoRA file: its trigger phrase.")
     imported.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="For a LoRA file: the backbone it was made for.")
+    imported.add_argument("--no-thumbnail", action="store_true",
+                          help="For a LoRA file: skip the thumbnail (a sample photo edited with the LoRA, one edit's time).")
     delete = actions.add_parser("delete", help="Delete a style: its expert, pairs and files; other styles are untouched.")
     delete.add_argument("name")
     delete.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone the style was trained on.")
@@ -67,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "import" and args.file.suffix.lower() == ".safetensors":
             if not args.name:
                 raise InputError("importing a LoRA file needs --name NAME for the new style")
-            record = style_ops.import_lora(library, args.file, args.name, load_backbone(args.model), args.description, args.trigger)
+            sample = None if args.no_thumbnail else style_ops.sample_photo()
+            record = style_ops.import_lora(library, args.file, args.name, load_backbone(args.model), args.description,
+                                           args.trigger, sample=sample)
             print(f"imported {record.name} (a LoRA of {record.metrics['layers']} layers)")
         elif args.action == "import":
             if args.file.suffix.lower() != ".zip":

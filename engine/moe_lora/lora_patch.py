@@ -4,6 +4,10 @@
 (not copies), so :meth:`LoraPatch.remove` restores the backbone bit for bit. A folded LoRA costs
 nothing per step, which is how imported LoRAs edit at the speed of the base model (the same idea
 as :meth:`engine.moe_lora.adapter.MoELoraAdapter.fold` and diffusers' ``fuse_lora``).
+
+A layer wrapped by an adapter (a module with a linear ``base_layer``, as the style editor keeps the
+shared MoE adapter wrapped between edits) is patched in its ``base_layer``: with the adapter's
+routing off, the wrapper returns exactly its base layer's output.
 """
 
 from __future__ import annotations
@@ -19,12 +23,20 @@ from engine.errors import InputError
 from engine.moe_lora.lora_files import LoraLayer
 
 
+def linear_of(module: nn.Module) -> nn.Linear | None:
+    """The linear layer to patch for ``module``: itself, or the ``base_layer`` an adapter wraps."""
+    base = getattr(module, "base_layer", None)
+    if isinstance(base, nn.Linear):
+        return base
+    return module if isinstance(module, nn.Linear) else None
+
+
 class LoraPatch:
     """One or more LoRAs folded into a backbone, until :meth:`remove`."""
 
     def __init__(self, backbone: Backbone, layers: Mapping[str, LoraLayer], scale: float = 1.0) -> None:
-        modules = dict(backbone.transformer.named_modules())
-        missing = [name for name in layers if not isinstance(modules.get(name), nn.Linear)]
+        modules = {name: linear_of(module) for name, module in backbone.transformer.named_modules()}
+        missing = [name for name in layers if modules.get(name) is None]
         if missing:
             raise InputError(f"the LoRA names layers this model does not have as linear layers: {', '.join(missing[:5])}")
         self._originals: dict[str, torch.Tensor] = {}

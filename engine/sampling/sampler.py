@@ -56,6 +56,34 @@ class StepInfo:
 StepCallback = Callable[[StepInfo], None]
 
 
+@dataclass
+class StepStart:
+    """What the before-step hook receives, just before a step's model call.
+
+    Attributes:
+        index: steps done so far in this run (0-based index of the coming step).
+        total: steps this run takes.
+        skipped: steps of the full schedule an edit with ``strength < 1`` starts after.
+        schedule_steps: steps of the full schedule (``total + skipped``).
+        timestep: the ``t`` (sigma) the model is called at.
+    """
+
+    index: int
+    total: int
+    skipped: int
+    schedule_steps: int
+    timestep: float
+
+    @property
+    def fraction_done(self) -> float:
+        """The fraction of the full denoising schedule done before this call, in ``[0, 1)``:
+        ``(skipped + index) / schedule_steps`` (an edit at strength 0.5 starts at 0.5)."""
+        return (self.skipped + self.index) / self.schedule_steps
+
+
+BeforeStepHook = Callable[[StepStart], None]
+
+
 def sigmas_for(backbone: Backbone, steps: int, latents_shape: torch.Size, strength: float = 1.0) -> tuple[object, torch.Tensor]:
     """The scheduler and the sigmas a run walks, ``(n + 1,)`` ending at 0."""
     scheduler = backbone.make_scheduler()
@@ -77,6 +105,7 @@ def sample(
     source: torch.Tensor | None = None,
     callback: StepCallback | None = None,
     transformer_kwargs: dict | None = None,
+    before_step: BeforeStepHook | None = None,
 ) -> torch.Tensor:
     """Integrate the backbone's flow from noise (or a noised source) to data.
 
@@ -88,6 +117,8 @@ def sample(
         source: latents of the image to edit ``(B, C, h, w)``, or ``None`` for generation.
         callback: called after every step with a :class:`StepInfo`.
         transformer_kwargs: passed to every ``predict_velocity`` call.
+        before_step: called with a :class:`StepStart` before every model call (LoRA fusion
+            switches layers on the step fraction there).
 
     Returns:
         Final latents ``(B, C, h, w)`` in float32.
@@ -102,6 +133,8 @@ def sample(
     total = len(sigmas) - 1
     for index in range(total):
         sigma = sigmas[index].item()
+        if before_step is not None:
+            before_step(StepStart(index, total, steps - total, steps, sigma))
         timestep = torch.full((latents_shape[0],), sigma, device=backbone.device)
         velocity = backbone.predict_velocity(latents, timestep, source, condition, **(transformer_kwargs or {})).float()
         estimate = latents - sigma * velocity

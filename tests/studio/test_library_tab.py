@@ -37,8 +37,9 @@ def select(context, name: str):
 def test_the_page_builds_with_the_gallery_of_styles(context) -> None:
     studio = build_studio(context)
     found = {block.elem_id: block for block in studio.blocks.values() if getattr(block, "elem_id", None)}
-    for elem_id in ("library-search", "library-gallery", "library-details", "library-rename", "library-delete",
-                    "library-delete-confirm", "library-export-lora", "library-export-zip", "library-import-file", "library-import"):
+    for elem_id in ("library-gallery", "library-search", "library-details", "library-rename-name", "library-rename",
+                    "library-delete", "library-delete-confirm", "library-export-lora", "library-export-zip",
+                    "library-import-file", "library-import-name", "library-import", "library-status"):
         assert elem_id in found, elem_id
     assert [item["caption"] for item in found["library-gallery"].value] == ["ink", "sepia"]
 
@@ -48,7 +49,7 @@ def test_search_and_details(context) -> None:
     assert names == ["sepia"] and "1 style(s)" in count
     selected, details, pairs, name, description, trigger, manage = select(context, "ink")
     assert selected == "ink" and "ink look" in details and "held-out pairs" in details
-    assert len(pairs["value"]) == 4 and manage["visible"] is True  # two pairs, before and after each
+    assert len(pairs["value"]) == 4 and pairs["visible"] and manage["visible"] is True  # two pairs, before and after each
     assert (name, description, trigger) == ("ink", "ink look", "in ink style")
 
 
@@ -61,6 +62,11 @@ def test_rename_save_and_every_change_bumps_the_signal(context) -> None:
         library_run.rename_style(context, "ink wash", "sepia", 5)
     with pytest.raises(gr.Error, match="Pick a style"):
         library_run.rename_style(context, None, "x", 5)
+    for unsafe in ("../ink", "a/b", "", "   "):
+        with pytest.raises(gr.Error):
+            library_run.rename_style(context, "ink wash", unsafe, 5)
+    assert [record.name for record in context.library.list_styles()] == ["ink wash", "sepia"]
+    assert library_run.refresh(context, "wash")[1] == ["ink wash"]
 
 
 def test_exports_give_a_lora_file_and_a_style_zip(context) -> None:
@@ -75,20 +81,37 @@ def test_delete_needs_a_confirmation_and_leaves_the_other_style(context) -> None
     confirm_row, question = library_run.ask_delete("ink")
     assert confirm_row["visible"] is True and "Delete" in question
     assert [record.name for record in context.library.list_styles()] == ["ink", "sepia"]
-    outputs = library_run.delete_style(context, "ink", 1)
-    assert outputs[-1] == 2 and "Deleted" in outputs[-2]
+    steps = list(library_run.delete_style(context, "ink", 1))
+    assert len(steps) == 1 and steps[0][-1] == 2 and "Deleted" in steps[0][-2]
     assert [record.name for record in context.library.list_styles()] == ["sepia"]
+    with pytest.raises(gr.Error, match="ink"):
+        list(library_run.delete_style(context, "ink", 2))
 
 
-def test_imports_refuse_wrong_files_and_take_a_lora(context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deletion_waits_for_the_running_edit_and_says_so(context) -> None:
+    context.editor.lock.acquire()  # as an edit in progress holds it
+    steps = library_run.delete_style(context, "ink", 1)
+    waiting = next(steps)
+    assert "edit is running" in waiting[-2] and waiting[0] == gr.update()
+    assert [record.name for record in context.library.list_styles()] == ["ink", "sepia"]  # nothing changed under the edit
+    context.editor.lock.release()  # the edit finishes
+    deleted = next(steps)
+    assert "Deleted" in deleted[-2] and deleted[-1] == 2
+    assert [record.name for record in context.library.list_styles()] == ["sepia"]
+    assert not context.editor.lock.locked()
+
+
+def test_imports_refuse_wrong_files_and_take_a_lora(context, tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(gr.Error, match="not a style zip or a LoRA"):
         library_run.import_file(context, str(text), "x", "", "", 0)
     corrupt = tmp_path / "broken.zip"
     corrupt.write_bytes(b"PK not really")
-    with pytest.raises(gr.Error):
+    with pytest.raises(gr.Error, match="not a zip file"):
         library_run.import_file(context, str(corrupt), None, "", "", 0)
+    with pytest.raises(gr.Error, match="No file|Choose"):
+        library_run.import_file(context, None, "x", "", "", 0)
     modules = dict(context.backbone.transformer.named_modules())
     linear = modules["transformer_blocks.0.attn.to_q"]
     lora = tmp_path / "outside.safetensors"
@@ -96,9 +119,26 @@ def test_imports_refuse_wrong_files_and_take_a_lora(context, tmp_path: Path, mon
                "transformer.transformer_blocks.0.attn.to_q.lora_B.weight": torch.randn(linear.out_features, 2)}, str(lora))
     with pytest.raises(gr.Error, match="name"):
         library_run.import_file(context, str(lora), "", "", "", 0)
-    monkeypatch.setattr(library_run, "load_benchmark_photo", lambda name: __import__("PIL.Image").Image.new("RGB", (40, 32)))
     status, version = library_run.import_file(context, str(lora), "outside", "made elsewhere", "xyz", 0)
     assert "Imported" in status and version == 1
     assert context.library.get_style("outside").adapter.kind == "lora"
     with pytest.raises(gr.Error, match="\\.\\./"):
         library_run.import_file(context, str(lora), "../up", "", "", 1)
+
+
+def test_an_imported_kohya_lora_shows_with_its_thumbnail_and_edits(context, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.test_style_ops import kohya_lora
+
+    path, _ = kohya_lora(tmp_path / "kohya.safetensors", context.backbone)
+    status, version = library_run.import_file(context, str(path), "kohya look", "from kohya_ss", "kh", 4)
+    assert "kohya look" in status and version == 5
+    items, names = library_run.gallery_items(context, "kohya")
+    assert names == ["kohya look"] and Path(items[0][0]).is_file()  # the sample photo edited with it
+    _, details, pairs, *_ = select(context, "kohya look")
+    assert "imported LoRA" in details and pairs["value"] == [] and pairs["visible"] is False
+    photo = Image.new("RGB", (40, 32), (120, 60, 30))
+    assert context.editor.edit(photo, {"kohya look": 1.0}).tobytes() != context.editor.edit(photo, {}).tobytes()
+    with pytest.raises(gr.Error, match="already"):
+        library_run.import_file(context, str(path), "Kohya Look", "", "", 5)

@@ -1,0 +1,59 @@
+"""One image in either mode, and progress over several sampling runs.
+
+Fusion renders in two modes: *edit* (an input photo: :func:`engine.edit.edit_photo`) and
+*generation* (no photo: :func:`engine.edit.generate_image` at a given size). Both take the same
+``callback(step, total, preview)`` and ``before_step`` hook, so fusion calls every backbone and
+sampler the same way.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from engine.backbones.base import Backbone
+from engine.edit import PreviewCallback, edit_photo, generate_image
+from engine.errors import InputError
+from engine.sampling.sampler import BeforeStepHook, SamplerSettings
+
+
+def generation_size(backbone: Backbone, size: tuple[int, int] | None) -> tuple[int, int]:
+    """``size`` (width, height) checked against the backbone, or its native square."""
+    if size is None:
+        return backbone.native_resolution, backbone.native_resolution
+    multiple = backbone.resolution_multiple
+    width, height = size
+    if width < multiple or height < multiple or width % multiple or height % multiple:
+        raise InputError(f"a generated image of {width}x{height} does not fit this model; give sides that are "
+                         f"multiples of {multiple} (its native size is {backbone.native_resolution})")
+    return width, height
+
+
+def render(backbone: Backbone, settings: SamplerSettings, prompt: str = "", photo: Image.Image | None = None,
+           size: tuple[int, int] | None = None, callback: PreviewCallback | None = None,
+           before_step: BeforeStepHook | None = None) -> Image.Image:
+    """Edit ``photo`` or, without one, generate an image of ``size`` (default: the native square)."""
+    if photo is not None:
+        return edit_photo(backbone, photo, settings, prompt=prompt, callback=callback, before_step=before_step)
+    return generate_image(backbone, generation_size(backbone, size), settings, prompt=prompt, callback=callback,
+                          before_step=before_step)
+
+
+class StagedProgress:
+    """Reports ``stages`` sampling runs of equal length as one ``(step, total, preview)`` sequence,
+    so a progress bar created at the first step (with the total it is given) runs once to the end.
+
+    ``stage(index)`` is the callback of run ``index``: its step ``s`` of ``n`` is reported as
+    ``index * n + s`` of ``stages * n``.
+    """
+
+    def __init__(self, callback: PreviewCallback | None, stages: int) -> None:
+        self.callback, self.stages = callback, stages
+
+    def stage(self, index: int) -> PreviewCallback | None:
+        if self.callback is None:
+            return None
+
+        def report(step: int, total: int, preview: Image.Image) -> None:
+            self.callback(index * total + step, self.stages * total, preview)
+
+        return report
