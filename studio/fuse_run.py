@@ -27,6 +27,7 @@ SUBJECT_KINDS = ("subject", "lora")
 STYLE_KINDS = ("moe", "lora")
 GENERATE, EDIT = "Generate", "Edit a photo"
 COMPARED = (("est", "EST-LoRA"), ("klora", "K-LoRA"), ("merge", "Merge"))
+METHOD_LABELS = {"est": "EST-LoRA", "klora": "K-LoRA", "merge": "Merge", "subject": "Subject only", "style": "Style only"}
 PRESET_FIELDS = ("subject", "style", "mode", "method", "alpha", "style_bias", "subject_scale", "style_scale", "seed", "steps")
 
 
@@ -121,7 +122,7 @@ def run_fusion(context: StudioContext, subject, style, mode, photo_path, method,
         LOGGER.exception("fusion failed")
         yield gr.update(visible=False), gr.skip(), "The last fusion failed."
         raise gr.Error("The fusion failed unexpectedly; the terminal running Atelier shows the details.", title="Fusion failed") from error
-    yield gr.update(visible=False), gr.update(value=result.image), describe(result, method)
+    yield gr.update(visible=False), gr.update(value=result.image), describe(result, METHOD_LABELS.get(method, method))
 
 
 def run_compare(context: StudioContext, subject, style, mode, photo_path, alpha, style_bias, subject_scale, style_scale,

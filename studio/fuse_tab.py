@@ -21,7 +21,6 @@ from studio.context import StudioContext
 
 FUSE_QUEUE = "fuse"
 PRIVATE = {"api_visibility": "private"}
-METHOD_LABELS = {"est": "EST-LoRA", "klora": "K-LoRA", "merge": "Merge", "subject": "Subject only", "style": "Style only"}
 
 
 def build_fuse_tab(context: StudioContext) -> None:
@@ -38,7 +37,7 @@ def build_fuse_tab(context: StudioContext) -> None:
             mode = gr.Radio([fuse_run.GENERATE, fuse_run.EDIT], value=fuse_run.GENERATE, label="Mode", elem_id="fuse-mode")
             photo = gr.Image(label="Photo to edit", type="filepath", sources=["upload", "clipboard"], height=200,
                              visible=False, elem_id="fuse-photo")
-            method = gr.Radio([(METHOD_LABELS[name], name) for name in METHODS], value="est", label="Method",
+            method = gr.Radio([(fuse_run.METHOD_LABELS[name], name) for name in METHODS], value="est", label="Method",
                               info=help_of(FusionConfig, "method"), elem_id="fuse-method")
             alpha = gr.Slider(0.0, 4.0, value=1.5, step=0.05, label="α (time weight)", info=help_of(FusionConfig, "alpha"), elem_id="fuse-alpha")
             style_bias = gr.Slider(-1.0, 1.0, value=0.0, step=0.05, label="Style bias", info=help_of(FusionConfig, "style_bias"),

@@ -85,13 +85,36 @@ def log_tail(log: Path, lines: int = 40) -> str:
 def studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
     """Serve the real app.py with the tiny model and a library holding one style ('sepia');
     yield its URL; stop it afterwards."""
-    require_chromium()
     from engine.backbones.registry import load_backbone
     from engine.library import StyleLibrary
     from tests.studio.studio_fixtures import add_random_styles
 
+    require_chromium()
     with StyleLibrary.open(tmp_path / "library") as library:
         add_random_styles(library, load_backbone(str(tiny_model_folder)), ["sepia"], tmp_path / "seed-pairs")
+    yield from serve(tiny_model_folder, tmp_path)
+
+
+@pytest.fixture
+def fuse_studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
+    """As ``studio_url``, with a second style exported and imported back as the LoRA 'Cat', the
+    subject side of a fusion."""
+    from engine import style_ops
+    from engine.backbones.registry import load_backbone
+    from engine.library import StyleLibrary
+    from tests.studio.studio_fixtures import add_random_styles
+
+    require_chromium()
+    backbone = load_backbone(str(tiny_model_folder))
+    with StyleLibrary.open(tmp_path / "library") as library:
+        add_random_styles(library, backbone, ["sepia", "cat look"], tmp_path / "seed-pairs")
+        style_ops.export_lora(library, "cat look", backbone, tmp_path / "cat.safetensors")
+        style_ops.import_lora(library, tmp_path / "cat.safetensors", "Cat", backbone)
+    yield from serve(tiny_model_folder, tmp_path)
+
+
+def serve(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
+    """Run app.py on the tiny model over ``tmp_path/library``; yield its URL; stop it afterwards."""
     port = free_port()
     log = tmp_path / "studio.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
@@ -310,5 +333,43 @@ def test_train_edit_mix_and_manage_styles_in_the_browser(studio_url: str, tmp_pa
                 page.get_by_role("tab", name=tab).click()
                 page.mouse.move(0, 0)
                 page.screenshot(path=str(artefacts / f"studio-{tab.lower()}-1280x720.png"))
+        finally:
+            browser.close()
+
+
+def test_fuse_a_subject_with_a_style_and_compare_methods_in_the_browser(fuse_studio_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    artefacts = artefacts_folder()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}).new_page()
+            page.goto(fuse_studio_url)
+            page.get_by_role("tab", name="Fuse").click()
+            pick(page, "fuse-subject", "Cat")
+            pick(page, "fuse-style", "sepia")
+            page.locator("#fuse-run").click()
+            expect(page.locator("#fuse-status")).to_contain_text("EST-LoRA", timeout=EDIT_TIMEOUT_MS)
+            expect(page.locator("#fuse-result img")).to_be_visible(timeout=10_000)
+            expect(page.locator("#fuse-status")).to_contain_text("layers on the subject")
+            page.locator("#fuse-compare").click()
+            expect(page.locator("#fuse-status")).to_contain_text("Same seed", timeout=EDIT_TIMEOUT_MS)
+            expect(page.locator("#fuse-compare-gallery .thumbnail-item")).to_have_count(3)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(artefacts / "studio-fuse-1400x1000.png"))
+            # A favourite setting is kept in the library.
+            page.locator("#fuse-presets").get_by_text("Presets").click()
+            page.locator("#fuse-preset-name input, #fuse-preset-name textarea").first.fill("cat in sepia")
+            page.locator("#fuse-preset-save").click()
+            expect(page.locator("#fuse-status")).to_contain_text("Saved preset", timeout=10_000)
+            # The same LoRA on both sides is refused with a message.
+            pick(page, "fuse-style", "cat look")
+            page.locator("#fuse-run").click()
+            expect(page.get_by_text("the same LoRA").first).to_be_visible(timeout=EDIT_TIMEOUT_MS)
+            close_messages(page)
+            pick(page, "fuse-style", "sepia")
+            expect(page.locator("#fuse-style input")).to_have_value("sepia")
         finally:
             browser.close()
