@@ -23,7 +23,7 @@ from engine.files import atomic_path
 from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, export_style_zip, import_style_zip
 from engine.library.names import validate_style_name
 from engine.moe_lora.adapter import MoELoraAdapter
-from engine.moe_lora.export import ExportReport, export_style_lora
+from engine.moe_lora.export import ExportReport, architecture_of, export_style_lora
 from engine.moe_lora.lora_files import read_lora_file
 from engine.moe_lora.lora_patch import applied_lora
 from engine.sampling.sampler import SamplerSettings
@@ -38,10 +38,6 @@ def sample_photo() -> Image.Image:
     photo.thumbnail(SAMPLE_PHOTO_SIZE)
     return photo
 
-
-def architecture_of(backbone: Backbone) -> str:
-    """The ``modelspec.architecture`` an exported LoRA names."""
-    return "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
 
 
 def _moe_record(library: StyleLibrary, name: str, backbone: Backbone) -> StyleRecord:

@@ -20,7 +20,7 @@ from engine.errors import InputError
 from engine.library import StyleLibrary, StyleRecord
 from engine.library.storage import sha256_of
 from engine.moe_lora.adapter import MoELoraAdapter
-from engine.moe_lora.export import export_style_lora
+from engine.moe_lora.export import architecture_of, export_style_lora
 from engine.moe_lora.lora_files import LoraLayer, read_lora_file
 
 FUSABLE_KINDS = ("moe", "lora", "subject")
@@ -34,10 +34,6 @@ class LoraSource:
     identity: tuple[str, str | None]
     label: str
 
-
-def architecture_of(backbone: Backbone) -> str:
-    """The ``modelspec.architecture`` a LoRA exported for ``backbone`` names."""
-    return "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
 
 
 def record_layers(library: StyleLibrary, record: StyleRecord, backbone: Backbone) -> LoraSource:

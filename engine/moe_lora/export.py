@@ -37,6 +37,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from safetensors.torch import save_file
 
+from engine.backbones.base import Backbone
 from engine.errors import InputError
 from engine.files import atomic_path
 from engine.moe_lora.adapter import MoELoraAdapter
@@ -82,6 +83,11 @@ class _LayerExport:
     reference_sq: float  # squared norm of the adapter's update (Frobenius, or mean over probes)
     routing_sq: float  # squared norm of static minus token-routed update (probe mean)
     truncation_sq: float  # squared Frobenius norm of the discarded singular values
+
+
+def architecture_of(backbone: Backbone) -> str:
+    """The ``modelspec.architecture`` a LoRA made for ``backbone`` names."""
+    return "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
 
 
 def export_style_lora(

@@ -29,15 +29,11 @@ from engine.backbones.base import Backbone
 from engine.errors import InputError
 from engine.files import atomic_path
 from engine.moe_lora.adapter import target_layers
-from engine.moe_lora.export import LORA_ADAPTER_METADATA_KEY, TRANSFORMER_PREFIX, lora_config_metadata
+from engine.moe_lora.export import LORA_ADAPTER_METADATA_KEY, TRANSFORMER_PREFIX, architecture_of, lora_config_metadata
 
 ADAPTER_NAME = "subject"
 KIND = "subject"
 
-
-def architecture_of(backbone: Backbone) -> str:
-    """The ``modelspec.architecture`` a subject LoRA names (as the style export names it)."""
-    return "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
 
 
 class SubjectLora:
