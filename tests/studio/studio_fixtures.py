@@ -3,8 +3,10 @@ given backbone, so an edit with a style differs from a plain edit."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
@@ -12,7 +14,8 @@ from engine.backbones.base import Backbone
 from engine.library import AdapterSource, NewStyle, StyleLibrary
 from engine.moe_lora.adapter import MoELoraAdapter
 from engine.moe_lora.config import MoELoraConfig
-from tests.moe_lora.moe_fixtures import randomise
+from studio.context import StudioContext, new_context
+from tests.moe_lora.moe_fixtures import base_backbone, randomise
 
 
 def write_photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40, 32)) -> Path:
@@ -39,3 +42,17 @@ def add_random_styles(library: StyleLibrary, backbone: Backbone, names: list[str
         adapter.save(path)
         library.publish_styles(styles, AdapterSource(path, "moe", backbone.name, {"styles": len(names)}))
     adapter.remove()
+
+
+@contextlib.contextmanager
+def styled_context(folder: Path, names: list[str]) -> Iterator[StudioContext]:
+    """A studio context on the non-identity tiny model, over a library of ``names`` with random
+    weights, with its own workshop model; released and closed afterwards."""
+    library = StyleLibrary.open(folder / "library")
+    add_random_styles(library, base_backbone(), names, folder / "pairs")
+    context = new_context(base_backbone(), "tiny", library, workshop=base_backbone())
+    try:
+        yield context
+    finally:
+        context.editor.release()
+        library.close()

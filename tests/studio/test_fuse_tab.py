@@ -10,24 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.library import StyleLibrary
 from studio import fuse_run
 from studio.app import build_studio
-from studio.context import new_context
-from tests.moe_lora.moe_fixtures import base_backbone
-from tests.studio.studio_fixtures import add_random_styles
+from tests.studio.studio_fixtures import styled_context
 
 SLIDERS = (1.5, 0.0, 1.0, 1.0, 3, 3)  # alpha, style bias, subject scale, style scale, seed, steps
 
 
 @pytest.fixture()
 def context(tmp_path: Path):
-    library = StyleLibrary.open(tmp_path / "library")
-    add_random_styles(library, base_backbone(), ["cat", "ink"], tmp_path / "pairs")
-    studio_context = new_context(base_backbone(), "tiny", library, workshop=base_backbone())
-    yield studio_context
-    studio_context.editor.release()
-    library.close()
+    with styled_context(tmp_path, ["cat", "ink"]) as studio_context:
+        yield studio_context
 
 
 def test_the_page_builds(context) -> None:

@@ -10,23 +10,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.library import StyleLibrary
 from engine.moe_lora.lora_files import read_lora_file
 from studio import library_run
 from studio.app import build_studio
-from studio.context import new_context
-from tests.moe_lora.moe_fixtures import base_backbone
-from tests.studio.studio_fixtures import add_random_styles
+from tests.studio.studio_fixtures import styled_context
 
 
 @pytest.fixture()
 def context(tmp_path: Path):
-    library = StyleLibrary.open(tmp_path / "library")
-    add_random_styles(library, base_backbone(), ["ink", "sepia"], tmp_path / "pairs")
-    studio_context = new_context(base_backbone(), "tiny", library, workshop=base_backbone())
-    yield studio_context
-    studio_context.editor.release()
-    library.close()
+    with styled_context(tmp_path, ["ink", "sepia"]) as studio_context:
+        yield studio_context
 
 
 def select(context, name: str):
