@@ -6,7 +6,8 @@ styles and is scored on the held-out pairs, all else equal.
 * gate: softmax against top-1;
 * where LoRA goes: attention, feed-forward, double-stream blocks, single-stream blocks, all;
 * shared experts: 0 against 2 against 4;
-* adversarial loss: off against on (weight 0.05 from step 100).
+* adversarial loss: off against on (weight 0.05 from step 100);
+* flow-loss weighting: the clean-image error (the default) against the plain velocity loss.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ VARIANTS: dict[str, tuple[MoELoraConfig, StyleTrainingConfig]] = {
     "4 shared experts": (dataclasses.replace(BASE, num_shared_experts=4), StyleTrainingConfig()),
     **{f"targets={name}": (dataclasses.replace(BASE, targets=name), StyleTrainingConfig()) for name in TARGET_PRESETS if name != "all"},
     "adversarial 0.05": (BASE, StyleTrainingConfig(adversarial_weight=0.05, adversarial_start=100)),
+    "velocity loss": (BASE, StyleTrainingConfig(loss_weighting="velocity")),
 }
 
 

@@ -137,10 +137,13 @@ def run(library_folder: Path, seeds: int, steps: int | None, timing_repeats: int
                       "style_similarity": round(statistics.mean(values["style"]), 4),
                       "mean_of_both": round((statistics.mean(values["subject"]) + statistics.mean(values["style"])) / 2, 4)}
              for method, values in scores.items()}
+    print(markdown({"methods": table}), flush=True)  # the scores are kept even if timing fails
     timing = time_methods(backbone, subject_layers, style_layers, timing_repeats)
     for method, seconds in timing.items():
-        table[method]["seconds_per_image"] = seconds
-        table[method]["ratio_to_single_lora"] = round(seconds / timing["subject"], 3)
+        # Timing-only rows (K-LoRA recomputed per call as its code does) have no scores.
+        row = table.setdefault(method, {})
+        row["seconds_per_image"] = seconds
+        row["ratio_to_single_lora"] = round(seconds / timing["subject"], 3)
     return {"subjects": list(subjects), "styles": list(STYLES), "seeds": seeds, "images_per_method": len(scores["est"]["style"]),
             "embedding_check": validation, "methods": table}
 
@@ -166,9 +169,12 @@ def time_methods(backbone, subject_layers: dict, style_layers: dict, repeats: in
 
 def markdown(report: dict) -> str:
     lines = ["| method | subject similarity | style similarity | mean of both | s per image | ratio to one LoRA |", "|---|---|---|---|---|---|"]
+    def cell(row: dict, key: str, digits: int) -> str:
+        return f"{row[key]:.{digits}f}" if key in row else "-"
+
     for method, row in report["methods"].items():
-        lines.append(f"| {method} | {row['subject_similarity']:.4f} | {row['style_similarity']:.4f} | {row['mean_of_both']:.4f} | "
-                     f"{row['seconds_per_image']:.3f} | {row['ratio_to_single_lora']:.3f} |")
+        lines.append(f"| {method} | {cell(row, 'subject_similarity', 4)} | {cell(row, 'style_similarity', 4)} | "
+                     f"{cell(row, 'mean_of_both', 4)} | {cell(row, 'seconds_per_image', 3)} | {cell(row, 'ratio_to_single_lora', 3)} |")
     return "\n".join(lines)
 
 

@@ -6,10 +6,16 @@ gradients are averaged across processes (one all-reduce of a flat buffer), so 1 
 take the same steps at the same global batch, and a resumed run sees the batches an
 uninterrupted one would.
 
-Loss, per sample: rectified-flow matching on the velocity, ``|v - (noise - after)|^2`` with the
-before-image as the source, plus ``adversarial_weight`` times the hinge generator loss of a
+Loss, per sample: rectified-flow matching, ``w(t) |v - (noise - after)|^2`` with the before-image
+as the source, plus ``adversarial_weight`` times the hinge generator loss of a
 :class:`~engine.train.discriminator.PatchDiscriminator` on ``x0 = x_t - t v``, switched on after
 ``adversarial_start`` steps.
+
+The weighting ``w(t)`` is ``loss_weighting``: ``'velocity'`` (``w = 1``, the plain rectified-flow
+loss) or ``'clean'`` (``w = t^2``, which is exactly the squared error of the clean-image estimate
+``x0 = x_t - t v``). The velocity loss weights the x0 error by ``1 / t^2``, so the few-step,
+low-noise end dominates a short run and the noisy end, where an edit takes its shape from the
+source alone, gets little signal; ``'clean'`` scored better on the benchmark (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from engine.train.discriminator import PatchDiscriminator, discriminator_loss, g
 from engine.train.style_data import StyleData, sample_batch
 
 
+LOSS_WEIGHTINGS = ("clean", "velocity")
+
+
 @dataclass
 class StyleTrainingConfig:
     """Settings of a style training run."""
@@ -39,6 +48,7 @@ class StyleTrainingConfig:
     batch_size: int = option(8, "Crops per step over all processes (a multiple of the process count).")
     learning_rate: float = option(2e-3, "Peak AdamW learning rate of the adapter.")
     warmup_steps: int = option(20, "Linear warm-up steps before the cosine decay.")
+    loss_weighting: str = option("clean", "Flow-loss weighting over t: 'clean' (t^2, the clean-image error) or 'velocity' (uniform, the plain rectified-flow loss).")
     adversarial_weight: float = option(0.0, "Weight of the adversarial loss; 0 (the default, since it did not help in the ablation in BENCHMARKS.md) turns it and the discriminator off.")
     adversarial_start: int = option(100, "Step at which the adversarial loss switches on.")
     discriminator_learning_rate: float = option(2e-4, "AdamW learning rate of the discriminator.")
@@ -50,6 +60,7 @@ class StyleTrainingConfig:
     def __post_init__(self) -> None:
         require(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be at least 1")
         require(self.learning_rate > 0, "learning_rate must be positive")
+        require(self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
         require(self.adversarial_weight >= 0, "adversarial_weight must be non-negative")
         require(self.crop_margin >= 1.0, "crop_margin must be at least 1")
 
@@ -140,7 +151,10 @@ class StyleTrainer:
         self.adapter.route_batch(keys)
         condition = self.backbone.encode_prompt([""] * len(keys))
         velocity = self.backbone.predict_velocity(noisy, timesteps, source, condition).float()
-        return torch.mean((velocity - (noise - target)) ** 2), noisy, velocity, source, target, timesteps
+        squared_error = (velocity - (noise - target)) ** 2
+        if self.config.loss_weighting == "clean":
+            squared_error = squared_error * time_view**2  # = |x0_estimate - after|^2
+        return torch.mean(squared_error), noisy, velocity, source, target, timesteps
 
     def step(self, step: int) -> float:
         loss, noisy, velocity, source, target, timesteps = self.flow_loss(step)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PIL import Image
 
 from engine.bench.dataset import benchmark_pairs
-from engine.bench.fusion_bench import content_embedding, subject_photos, validate_embeddings
+from engine.bench.fusion_bench import content_embedding, markdown, subject_photos, validate_embeddings
 from engine.fusion import OfflineStyleEmbedding
 
 
@@ -29,3 +29,14 @@ def test_the_embeddings_rank_same_subject_and_same_style_pairs_first(tmp_path) -
     brighter = Image.eval(image, lambda value: min(255, value + 20))
     assert abs(float(content_embedding(image) @ content_embedding(image)) - 1) < 1e-9
     assert float(content_embedding(image) @ content_embedding(brighter)) > 0.99
+
+
+def test_the_table_shows_timing_only_and_score_only_rows() -> None:
+    report = {"methods": {"est": {"subject_similarity": 0.5, "style_similarity": 0.25, "mean_of_both": 0.375,
+                                  "seconds_per_image": 0.2, "ratio_to_single_lora": 1.01},
+                          "klora per call (its code)": {"seconds_per_image": 0.5, "ratio_to_single_lora": 2.5},
+                          "merge": {"subject_similarity": 0.4, "style_similarity": 0.3, "mean_of_both": 0.35}}}
+    rows = markdown(report).splitlines()
+    assert rows[2] == "| est | 0.5000 | 0.2500 | 0.3750 | 0.200 | 1.010 |"
+    assert rows[3] == "| klora per call (its code) | - | - | - | 0.500 | 2.500 |"
+    assert rows[4] == "| merge | 0.4000 | 0.3000 | 0.3500 | - | - |"
