@@ -2,7 +2,7 @@
 (``python -m engine.bench.seed_spread``).
 
 A benchmark style is a deterministic function of the photo, so a good styled edit should not
-depend on the sampler's seed: the unadapted model's edits of two seeds differ by about 0.005 RMS
+depend on the sampler's seed: the unadapted model's edits of two seeds differ by a few thousandths RMS
 (on ``[0, 1]``). Styled edits of the shipped model differ far more, and show it as an 8 x 8 grid
 of per-patch colour offsets (one patch is one token). For each ``--loss-weighting``, a new style
 is trained from its 8 training pairs with the default settings of ``python -m engine train``
