@@ -49,11 +49,17 @@ def default_of(name: str) -> Any:
     return next(field.default for field in dataclasses.fields(StyleTrainingConfig) if field.name == name)
 
 
-def config_from(steps: float | None, *advanced: float | None) -> StyleTrainingConfig:
-    """Training settings from the widget values, in :data:`ADVANCED` order after ``steps``."""
+def config_from(steps: float | None, *advanced: float | str | None) -> StyleTrainingConfig:
+    """Training settings from the widget values, in :data:`ADVANCED` order after ``steps``
+    (numbers, or the chosen option of a choice such as ``loss_weighting``, which the config checks)."""
     values = {}
     for name, value in zip(("steps",) + ADVANCED, (steps,) + advanced, strict=True):
         default = default_of(name)
+        if isinstance(default, str):
+            if not value:
+                raise InputError(f"{label_of(name)} is empty; choose one (the default is {default})")
+            values[name] = str(value)
+            continue
         if value is None:
             raise InputError(f"{label_of(name)} is empty; enter a number (the default is {default:g})")
         if isinstance(default, int) and float(value) != int(value):

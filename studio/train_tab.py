@@ -22,7 +22,7 @@ from engine.configuration import help_of
 from engine.library.names import MAX_NAME_LENGTH
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH
 from engine.train.jobs import TrainingJobs
-from engine.train.style_trainer import StyleTrainingConfig
+from engine.train.style_trainer import LOSS_WEIGHTINGS, StyleTrainingConfig
 from studio.context import StudioContext
 from studio.train_run import (ADVANCED, IDLE, attach, cancel_training, check_resume, check_training, default_of, discard_training,
                               label_of, poll_training, resume_training, start_training)
@@ -36,6 +36,7 @@ STEPS_CEILING = 3000
 MINIMUMS = {"batch_size": 1, "learning_rate": 0, "warmup_steps": 0, "adversarial_weight": 0, "adversarial_start": 0,
             "discriminator_learning_rate": 0, "crop_margin": 1, "checkpoint_every": 0, "sample_every": 0, "seed": 0}
 # The arrows of a decimal setting move by these (and the browser accepts values on this grid).
+CHOICES = {"loss_weighting": LOSS_WEIGHTINGS}  # settings picked from a list, not typed
 DECIMAL_STEPS = {"learning_rate": 1e-4, "discriminator_learning_rate": 1e-5, "adversarial_weight": 0.01, "crop_margin": 0.01}
 # Run in the browser when Train or Resume is pressed: the buttons sit low on the page and the
 # progress at the top of the other column, so bring it into view (the inputs pass through).
@@ -151,9 +152,13 @@ def build_train_tab(context: StudioContext, jobs: TrainingJobs | None = None) ->
     return jobs
 
 
-def setting_widget(setting: str) -> gr.Number:
-    """A number box for a :class:`StyleTrainingConfig` field, with its default and help text."""
+def setting_widget(setting: str) -> gr.Number | gr.Dropdown:
+    """A number box (a dropdown for a choice) for a :class:`StyleTrainingConfig` field, with its
+    default and help text."""
     default = default_of(setting)
+    if setting in CHOICES:
+        return gr.Dropdown(choices=list(CHOICES[setting]), value=default, label=label_of(setting),
+                           info=help_of(StyleTrainingConfig, setting), elem_id=elem_id(setting))
     whole = isinstance(default, int)
     return gr.Number(label=label_of(setting), info=help_of(StyleTrainingConfig, setting), value=default,
                      precision=0 if whole else None, minimum=MINIMUMS.get(setting), step=1 if whole else DECIMAL_STEPS.get(setting, 0.01),

@@ -211,6 +211,12 @@ def test_train_refuses_bad_names_taken_names_and_empty_settings(context, tmp_pat
         check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(learning_rate=0))
     assert check_training(jobs, state, "Sepia", "", "", 4, *advanced_values()) == "Starting…"
     assert config_from(4, *advanced_values(seed=7)).seed == 7
+    # A choice setting comes from a dropdown: the config checks the option, and an empty one is refused.
+    assert config_from(4, *advanced_values(loss_weighting="velocity")).loss_weighting == "velocity"
+    with pytest.raises(gr.Error, match="loss_weighting must be one of clean, velocity"):
+        check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(loss_weighting="x0"))
+    with pytest.raises(gr.Error, match="Loss weighting is empty; choose one \\(the default is clean\\)"):
+        check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(loss_weighting=None))
 
 
 def test_train_runs_in_the_background_and_the_poll_bumps_the_library_signal_once(context, tmp_path: Path) -> None:
