@@ -169,6 +169,7 @@ def time_methods(backbone, subject_layers: dict, style_layers: dict, repeats: in
 
 def markdown(report: dict) -> str:
     lines = ["| method | subject similarity | style similarity | mean of both | s per image | ratio to one LoRA |", "|---|---|---|---|---|---|"]
+
     def cell(row: dict, key: str, digits: int) -> str:
         return f"{row[key]:.{digits}f}" if key in row else "-"
 

@@ -36,7 +36,7 @@ def seed_spread(first: torch.Tensor, second: torch.Tensor) -> float:
     return float(((first - second) ** 2).mean().sqrt())
 
 
-def score_edits(backbone, edit, pairs) -> dict[str, float]:
+def score_edits(edit, pairs) -> dict[str, float]:
     """Mean PSNR, SSIM (seed 0 against the target) and seed spread (seeds 0 and 1) of ``edit``."""
     totals = {"psnr": 0.0, "ssim": 0.0, "seed_spread": 0.0}
     for pair in pairs:
@@ -53,7 +53,10 @@ def run(backbone, style: str, weightings: list[str], steps: int | None, test_pai
     size_fn = size_fn or backbone.fit_size
     train = _as_pairs(benchmark_pairs(style, "train", size_fn))
     test = _as_pairs(benchmark_pairs(style, "test", size_fn)[:test_pairs])
-    report = {"style": style, "base": score_edits(backbone, lambda photo, settings: edit_photo(backbone, photo, settings), test)}
+    def edit(photo, settings):  # with whatever adapter is folded into the backbone at the time
+        return edit_photo(backbone, photo, settings)
+
+    report = {"style": style, "base": score_edits(edit, test)}
     for weighting in weightings:
         torch.manual_seed(0)
         config = StyleTrainingConfig(loss_weighting=weighting, checkpoint_every=0, sample_every=0,
@@ -64,7 +67,7 @@ def run(backbone, style: str, weightings: list[str], steps: int | None, test_pai
         StyleTrainer(backbone, adapter, data, config).train()
         seconds = time.perf_counter() - began
         with adapter.folded({data[0].key: 1.0}):
-            report[weighting] = score_edits(backbone, lambda photo, settings: edit_photo(backbone, photo, settings), test)
+            report[weighting] = score_edits(edit, test)
         report[weighting]["training_seconds"] = round(seconds, 1)
         adapter.remove()
     return report
