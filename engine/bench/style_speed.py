@@ -23,7 +23,7 @@ from engine.bench.timing import interleaved_medians
 from engine.edit import edit_photo
 from engine.imaging import to_pil
 from engine.moe_lora.adapter import MoELoraAdapter, target_layers
-from engine.moe_lora.config import MoELoraConfig
+from engine.moe_lora.config import TARGET_PRESETS, MoELoraConfig
 from engine.sampling.sampler import SamplerSettings
 
 
@@ -35,10 +35,10 @@ def randomise(adapter: MoELoraAdapter) -> None:
                 tensor.normal_(0, 0.01)
 
 
-def edit_costs(model: str, repeats: int) -> dict:
+def edit_costs(model: str, repeats: int, targets: str = "all") -> dict:
     """Seconds per edit and ratios to a base edit on a second, unadapted copy of the model."""
     plain, backbone = load_backbone(model), load_backbone(model)
-    adapter = MoELoraAdapter(backbone, MoELoraConfig())
+    adapter = MoELoraAdapter(backbone, MoELoraConfig(targets=targets))
     first, second = adapter.add_style(), adapter.add_style()
     randomise(adapter)
     side = backbone.native_resolution
@@ -67,8 +67,8 @@ def edit_costs(model: str, repeats: int) -> dict:
     return report
 
 
-def training_costs(model: str, repeats: int, batch_size: int) -> dict:
-    config = MoELoraConfig()
+def training_costs(model: str, repeats: int, batch_size: int, targets: str = "all") -> dict:
+    config = MoELoraConfig(targets=targets)
     moe_backbone, lora_backbone = load_backbone(model), load_backbone(model)
     moe = MoELoraAdapter(moe_backbone, config)
     key = moe.add_style()
@@ -111,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="embedded", help="Backbone to measure (default: the shipped model).")
     parser.add_argument("--repeats", type=int, default=10, help="Interleaved repeats per variant.")
     parser.add_argument("--batch-size", type=int, default=8, help="Training batch size.")
+    parser.add_argument("--targets", default="all", choices=list(TARGET_PRESETS), help="Where the MoE LoRA goes.")
     arguments = parser.parse_args(argv)
-    print(json.dumps({"edit": edit_costs(arguments.model, arguments.repeats),
-                      "training": training_costs(arguments.model, arguments.repeats, arguments.batch_size)}, indent=2))
+    print(json.dumps({"targets": arguments.targets,
+                      "edit": edit_costs(arguments.model, arguments.repeats, arguments.targets),
+                      "training": training_costs(arguments.model, arguments.repeats, arguments.batch_size, arguments.targets)}, indent=2))
 
 
 if __name__ == "__main__":
