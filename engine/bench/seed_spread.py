@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
 from engine.backbones.registry import load_backbone
 from engine.bench.dataset import SizeFunction, benchmark_pairs
 from engine.bench.pair_scores import score_pairs, to_unit_tensor
-from engine.bench.style_benchmark import _as_pairs
+from engine.bench.style_benchmark import _as_pairs, _train
 from engine.edit import edit_photo
 from engine.files import write_text_atomic
-from engine.moe_lora.adapter import MoELoraAdapter
 from engine.moe_lora.config import MoELoraConfig
 from engine.sampling.sampler import SamplerSettings
-from engine.train.style_data import prepare_style
-from engine.train.style_trainer import LOSS_WEIGHTINGS, StyleTrainer, StyleTrainingConfig
+from engine.train.style_trainer import LOSS_WEIGHTINGS, StyleTrainingConfig
 
 
 def seed_spread(first: torch.Tensor, second: torch.Tensor) -> float:
@@ -59,14 +56,9 @@ def run(backbone, style: str, weightings: list[str], steps: int | None, test_pai
     report = {"style": style, "base": score_edits(edit, test)}
     for weighting in weightings:
         torch.manual_seed(0)
-        config = StyleTrainingConfig(loss_weighting=weighting, checkpoint_every=0, sample_every=0,
-                                     **({"steps": steps} if steps else {}))
-        adapter = MoELoraAdapter(backbone, MoELoraConfig())
-        data = [prepare_style(backbone, adapter.add_style(), style, train, config.crop_margin)]
-        began = time.perf_counter()
-        StyleTrainer(backbone, adapter, data, config).train()
-        seconds = time.perf_counter() - began
-        with adapter.folded({data[0].key: 1.0}):
+        config = StyleTrainingConfig(loss_weighting=weighting)
+        adapter, keys, seconds, _ = _train(backbone, MoELoraConfig(), {style: train}, steps or config.steps, config.seed, config)
+        with adapter.folded({keys[style]: 1.0}):
             report[weighting] = score_edits(edit, test)
         report[weighting]["training_seconds"] = round(seconds, 1)
         adapter.remove()
