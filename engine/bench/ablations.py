@@ -41,14 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-style", type=int, default=150)
     parser.add_argument("--test-pairs", type=int, default=10)
     parser.add_argument("--variants", default="", help="Comma-separated variant names (default: all).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of training and sampling.")
     parser.add_argument("--out", default=None, help="Write the JSON report here too.")
     arguments = parser.parse_args(argv)
     chosen = [name.strip() for name in arguments.variants.split(",") if name.strip()] or list(VARIANTS)
     backbone = load_backbone(arguments.model)
-    config = BenchmarkConfig(steps_per_style=arguments.steps_per_style, test_pairs=arguments.test_pairs, baselines=False)
     results = {}
     for name in chosen:
         moe, training = VARIANTS[name]
+        config = BenchmarkConfig(steps_per_style=arguments.steps_per_style, test_pairs=arguments.test_pairs, baselines=False,
+                                 seed=arguments.seed, targets=moe.targets)
         report = run_benchmark(backbone, config, moe, training, log=lambda message: None)
         results[name] = {"mean": report["mean"]["moe"], "parameters": report["moe_parameters"], "seconds": report["moe_training_seconds"]}
         print(f"| {name} | {results[name]['mean']['psnr']:.2f} | {results[name]['mean']['ssim']:.3f} | "

@@ -29,7 +29,7 @@ from engine.bench.dataset import benchmark_pairs
 from engine.bench.styles import STYLES
 from engine.configuration import option, require, to_dict
 from engine.moe_lora.adapter import MoELoraAdapter
-from engine.moe_lora.config import MoELoraConfig
+from engine.moe_lora.config import TARGET_PRESETS, MoELoraConfig
 from engine.train.pairs import Pair
 from engine.train.style_data import prepare_style
 from engine.train.style_metrics import score_pairs
@@ -51,8 +51,11 @@ class BenchmarkConfig:
                                              "components (engine.moe_lora.pruning), fine-tune it, and score it as 'moe-pruned'.")
     prune_finetune_steps: int = option(100, "Fine-tuning steps after pruning.")
     seed: int = option(0, "Seed of training and sampling.")
+    targets: str = option(MoELoraConfig.targets, "Where the LoRA goes (MoELoraConfig.targets): one of "
+                                                 f"{', '.join(TARGET_PRESETS)}; the MoE and the per-style LoRAs alike.")
 
     def __post_init__(self) -> None:
+        require(self.targets in TARGET_PRESETS, f"targets must be one of {', '.join(TARGET_PRESETS)}")
         require(self.steps_per_style >= 1, "steps_per_style must be at least 1")
         require(1 <= self.test_pairs <= 20, "test_pairs must lie between 1 and 20")
         require(0 <= self.prune_keep_fraction < 1, "prune_keep_fraction must lie in [0, 1): 0 turns pruning off")
@@ -106,8 +109,11 @@ def _evaluate(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | Non
 def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfig | None = None,
                   training: StyleTrainingConfig | None = None, log=print) -> dict:
     """Train and score every method; returns a JSON-ready report. ``training`` overrides the
-    trainer's defaults (its steps and seed come from ``config``)."""
-    moe = moe or MoELoraConfig()
+    trainer's defaults (its steps and seed come from ``config``); ``moe`` overrides the adapter's,
+    and must then agree with ``config.targets``."""
+    moe = moe or MoELoraConfig(targets=config.targets)
+    if moe.targets != config.targets:
+        raise ValueError(f"the MoE config puts LoRA on {moe.targets!r} but the benchmark config on {config.targets!r}")
     torch.manual_seed(config.seed)
     names = config.style_names
     train = {name: _as_pairs(benchmark_pairs(name, "train", backbone.fit_size)) for name in names}
