@@ -32,7 +32,7 @@ from engine.backbones.base import Backbone
 from engine.configuration import option, require
 from engine.moe_lora.adapter import MoELoraAdapter
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
-from engine.train.schedules import sample_timesteps, warmup_cosine
+from engine.train.schedules import TIMESTEP_DISTRIBUTIONS, sample_timesteps, warmup_cosine
 from engine.train.discriminator import PatchDiscriminator, discriminator_loss, generator_loss
 from engine.train.style_data import StyleData, sample_batch
 
@@ -49,6 +49,7 @@ class StyleTrainingConfig:
     learning_rate: float = option(2e-3, "Peak AdamW learning rate of the adapter.")
     warmup_steps: int = option(20, "Linear warm-up steps before the cosine decay.")
     loss_weighting: str = option("clean", "Flow-loss weighting over t: 'clean' (t^2, the clean-image error) or 'velocity' (uniform, the plain rectified-flow loss).")
+    timestep_sampling: str = option("logit-normal", f"Distribution of the training t: one of {', '.join(TIMESTEP_DISTRIBUTIONS)} (engine.train.schedules).")
     adversarial_weight: float = option(0.0, "Weight of the adversarial loss; 0 (the default, since it did not help in the ablation in BENCHMARKS.md) turns it and the discriminator off.")
     adversarial_start: int = option(100, "Step at which the adversarial loss switches on.")
     discriminator_learning_rate: float = option(2e-4, "AdamW learning rate of the discriminator.")
@@ -61,6 +62,7 @@ class StyleTrainingConfig:
         require(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be at least 1")
         require(self.learning_rate > 0, "learning_rate must be positive")
         require(self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
+        require(self.timestep_sampling in TIMESTEP_DISTRIBUTIONS, f"timestep_sampling must be one of {', '.join(TIMESTEP_DISTRIBUTIONS)}")
         require(self.adversarial_weight >= 0, "adversarial_weight must be non-negative")
         require(self.crop_margin >= 1.0, "crop_margin must be at least 1")
 
@@ -135,7 +137,7 @@ class StyleTrainer:
         """This process's slice of the global batch of ``step``, and its noise and timesteps."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         before, after, keys = sample_batch(self.styles, self.backbone.native_resolution, self.config.batch_size, generator)
-        timesteps = sample_timesteps(self.config.batch_size, self.backbone.min_timestep, generator)
+        timesteps = sample_timesteps(self.config.batch_size, self.backbone.min_timestep, generator, self.config.timestep_sampling)
         with torch.no_grad():
             source, target = self.backbone.encode(before), self.backbone.encode(after)
         noise = torch.randn(target.shape, generator=generator).to(target.device)

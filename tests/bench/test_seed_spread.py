@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from engine.backbones.embedded.backbone import EmbeddedBackbone
 from engine.bench.dataset import area_fit
-from engine.bench.seed_spread import run, seed_spread
+from engine.bench.seed_spread import parse_variant, run, seed_spread
+from engine.errors import ConfigError
+from engine.train.style_trainer import StyleTrainingConfig
 
 
 def test_seed_spread_is_the_rms_difference() -> None:
@@ -17,15 +20,26 @@ def test_seed_spread_is_the_rms_difference() -> None:
     assert seed_spread(first, first) == 0.0
 
 
-def test_each_loss_weighting_is_trained_and_scored_against_the_base() -> None:
+def test_a_variant_is_the_default_or_overrides_of_the_training_config() -> None:
+    assert parse_variant("default") == StyleTrainingConfig()
+    variant = parse_variant("loss_weighting=velocity+timestep_sampling=uniform+steps=7")
+    assert (variant.loss_weighting, variant.timestep_sampling, variant.steps) == ("velocity", "uniform", 7)
+    with pytest.raises(ValueError, match="field=value"):
+        parse_variant("speed=fast")
+    with pytest.raises(ConfigError, match="timestep_sampling must be one of"):
+        parse_variant("timestep_sampling=cosine")
+
+
+def test_each_variant_is_trained_and_scored_against_the_base() -> None:
     torch.manual_seed(0)
     backbone = EmbeddedBackbone.from_config("tiny")
-    report = run(backbone, "vintage", ["clean", "velocity"], steps=2, test_pairs=1, size_fn=area_fit(32))
-    assert set(report) == {"style", "base", "clean", "velocity"}
-    for method in ("base", "clean", "velocity"):
+    variants = ["default", "loss_weighting=velocity"]
+    report = run(backbone, "vintage", variants, steps=2, test_pairs=1, size_fn=area_fit(32))
+    assert set(report) == {"style", "base", *variants}
+    for method in ("base", *variants):
         scores = report[method]
         assert 0 < scores["psnr"] < 100 and -1 <= scores["ssim"] <= 1 and scores["seed_spread"] >= 0
     # The untrained model is an exact identity editor (zero proj_out), so its edits cannot depend on
     # the noise; the trained adapters start from it, so the measure is 0 only where it should be.
     assert report["base"]["seed_spread"] == 0.0
-    assert report["clean"]["training_seconds"] > 0 and report["velocity"]["training_seconds"] > 0
+    assert all(report[variant]["training_seconds"] > 0 for variant in variants)
