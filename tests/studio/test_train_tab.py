@@ -20,9 +20,9 @@ from engine.library import StyleLibrary
 from engine.train.jobs import TrainingJobs
 from engine.train.style_trainer import StyleTrainingConfig
 from studio.context import new_context
-from studio.train_run import (ADVANCED, VIEW, attach, cancel_training, check_resume, check_training, config_from, discard_training,
+from studio.train_run import (ADVANCED, VIEW, attach, cancel_training, check_resume, check_training, config_from, default_of, discard_training,
                               poll_training, resume_training, start_training)
-from studio.train_tab import build_train_tab
+from studio.train_tab import build_train_tab, setting_widget
 from studio.train_uploads import MARK, NO_SELECTION, PairUploads, remove_pair, update_uploads
 from tests.studio.studio_fixtures import add_random_styles, write_photo
 from tests.train.tiny_styles import tiny_pairs
@@ -217,6 +217,16 @@ def test_train_refuses_bad_names_taken_names_and_empty_settings(context, tmp_pat
         check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(loss_weighting="x0"))
     with pytest.raises(gr.Error, match="Loss weighting is empty; choose one \\(the default is clean\\)"):
         check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(loss_weighting=None))
+
+
+def test_every_text_setting_is_a_dropdown_of_its_options() -> None:
+    texts = [name for name in ADVANCED if isinstance(default_of(name), str)]
+    assert {"loss_weighting", "timestep_sampling"} <= set(texts)
+    for name in texts:
+        widget = setting_widget(name)
+        assert isinstance(widget, gr.Dropdown) and widget.value == default_of(name)
+        for choice, _ in widget.choices:  # each option is one the config accepts
+            assert getattr(config_from(4, *advanced_values(**{name: choice})), name) == choice
 
 
 def test_train_runs_in_the_background_and_the_poll_bumps_the_library_signal_once(context, tmp_path: Path) -> None:
