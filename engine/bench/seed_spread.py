@@ -27,6 +27,7 @@ from engine.errors import ConfigError
 from engine.files import write_text_atomic
 from engine.moe_lora.config import MoELoraConfig
 from engine.sampling.sampler import SamplerSettings
+from engine.train.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.train.style_trainer import StyleTrainingConfig
 
 
@@ -35,16 +36,34 @@ def seed_spread(first: torch.Tensor, second: torch.Tensor) -> float:
     return float(((first - second) ** 2).mean().sqrt())
 
 
-def score_edits(edit, pairs) -> dict[str, float]:
-    """Mean PSNR, SSIM (seed 0 against the target) and seed spread (seeds 0 and 1) of ``edit``."""
+def score_edits(edit, pairs, strength: float = 1.0) -> dict[str, float]:
+    """Mean PSNR, SSIM (seed 0 against the target) and seed spread (seeds 0 and 1) of ``edit`` at
+    sampler ``strength`` (below 1 the edit starts from the noised photo, part-way down the schedule)."""
     totals = {"psnr": 0.0, "ssim": 0.0, "seed_spread": 0.0}
     for pair in pairs:
-        first, second = (edit(pair.before, SamplerSettings(seed=seed)) for seed in (0, 1))
+        first, second = (edit(pair.before, SamplerSettings(seed=seed, strength=strength)) for seed in (0, 1))
         scores = score_pairs(first, pair.after)
         totals["psnr"] += float(scores["psnr"][0])
         totals["ssim"] += float(scores["ssim"][0])
         totals["seed_spread"] += seed_spread(to_unit_tensor(first), to_unit_tensor(second))
     return {name: round(value / len(pairs), 4) for name, value in totals.items()}
+
+
+def instruction_spreads(backbone, pairs, prompts: list[str]) -> dict[str, float]:
+    """Seed spread of the unadapted model's own instruction edits (``engine.train.generic_edits``)
+    on the test photos: how much the base model itself reads the noise when an edit changes colour."""
+    spreads = {}
+    for prompt in prompts:
+        total = 0.0
+        for pair in pairs:
+            first, second = (edit_photo(backbone, pair.before, SamplerSettings(seed=seed), prompt=prompt) for seed in (0, 1))
+            total += seed_spread(to_unit_tensor(first), to_unit_tensor(second))
+        spreads[prompt] = round(total / len(pairs), 4)
+    return spreads
+
+
+def row_name(name: str, strength: float) -> str:
+    return name if strength == 1.0 else f"{name}, strength {strength:g}"
 
 
 def parse_variant(text: str) -> StyleTrainingConfig:
@@ -63,21 +82,25 @@ def parse_variant(text: str) -> StyleTrainingConfig:
 
 
 def run(backbone, style: str, variants: list[str], steps: int | None, test_pairs: int,
-        size_fn: SizeFunction | None = None) -> dict:
+        size_fn: SizeFunction | None = None, strengths: tuple[float, ...] = (1.0,), prompts: tuple[str, ...] = ()) -> dict:
+    """Rows ``base`` and one per variant, each at every sampler strength (rows named
+    ``"<name>, strength <s>"`` below 1), plus ``base_instructions`` for ``prompts``."""
     size_fn = size_fn or backbone.fit_size
     train = _as_pairs(benchmark_pairs(style, "train", size_fn))
     test = _as_pairs(benchmark_pairs(style, "test", size_fn)[:test_pairs])
     def edit(photo, settings):  # with whatever adapter is folded into the backbone at the time
         return edit_photo(backbone, photo, settings)
 
-    report = {"style": style, "base": score_edits(edit, test)}
+    report = {"style": style, **{row_name("base", strength): score_edits(edit, test, strength) for strength in strengths}}
+    if prompts:
+        report["base_instructions"] = instruction_spreads(backbone, test, list(prompts))
     for variant in variants:
         torch.manual_seed(0)
         config = parse_variant(variant)
         adapter, keys, seconds, _ = _train(backbone, MoELoraConfig(), {style: train}, steps or config.steps, config.seed, config)
         with adapter.folded({keys[style]: 1.0}):
-            report[variant] = score_edits(edit, test)
-        report[variant]["training_seconds"] = round(seconds, 1)
+            for strength in strengths:
+                report[row_name(variant, strength)] = {**score_edits(edit, test, strength), "training_seconds": round(seconds, 1)}
         adapter.remove()
     return report
 
@@ -91,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
                              "of StyleTrainingConfig joined by '+'.")
     parser.add_argument("--steps", type=int, default=0, help="Training steps (0: the trainer's default).")
     parser.add_argument("--test-pairs", type=int, default=8)
+    parser.add_argument("--strengths", default="1", help="Comma-separated sampler strengths to score each edit at (in (0, 1]).")
+    parser.add_argument("--base-prompts", default="",
+                        help="Comma-separated instructions of the base model (engine.train.generic_edits) whose seed spread to report too.")
     parser.add_argument("--out", default=None, help="Write the JSON report here too.")
     arguments = parser.parse_args(argv)
     variants = [name.strip() for name in arguments.variants.split(",") if name.strip()]
@@ -99,7 +125,18 @@ def main(argv: list[str] | None = None) -> None:
             parse_variant(variant)
         except (ValueError, ConfigError) as error:
             parser.error(str(error))
-    report = run(load_backbone(arguments.model), arguments.style, variants, arguments.steps or None, arguments.test_pairs)
+    try:
+        strengths = tuple(float(value) for value in arguments.strengths.split(","))
+    except ValueError:
+        parser.error(f"--strengths must be numbers separated by commas, not {arguments.strengths!r}")
+    if not all(0 < strength <= 1 for strength in strengths):
+        parser.error("every strength must lie in (0, 1]")
+    prompts = tuple(prompt.strip() for prompt in arguments.base_prompts.split(",") if prompt.strip())
+    unknown = [prompt for prompt in prompts if prompt not in GENERIC_EDIT_FUNCTIONS]
+    if unknown:
+        parser.error(f"unknown instruction(s) {', '.join(unknown)}; the model knows {', '.join(GENERIC_EDIT_FUNCTIONS)}")
+    report = run(load_backbone(arguments.model), arguments.style, variants, arguments.steps or None, arguments.test_pairs,
+                 strengths=strengths, prompts=prompts)
     text = json.dumps(report, indent=2)
     print(text)
     if arguments.out:

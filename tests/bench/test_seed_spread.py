@@ -43,3 +43,15 @@ def test_each_variant_is_trained_and_scored_against_the_base() -> None:
     # the noise; the trained adapters start from it, so the measure is 0 only where it should be.
     assert report["base"]["seed_spread"] == 0.0
     assert all(report[variant]["training_seconds"] > 0 for variant in variants)
+
+
+def test_strengths_and_base_instructions_get_their_own_rows() -> None:
+    torch.manual_seed(0)
+    backbone = EmbeddedBackbone.from_config("tiny")
+    report = run(backbone, "vintage", ["default"], steps=1, test_pairs=1, size_fn=area_fit(32),
+                 strengths=(1.0, 0.5), prompts=("grey", "warmer"))
+    assert set(report) == {"style", "base", "base, strength 0.5", "default", "default, strength 0.5", "base_instructions"}
+    assert set(report["base_instructions"]) == {"grey", "warmer"}
+    # The tiny model starts as an identity editor whatever the instruction, so nothing reads the noise.
+    assert report["base_instructions"] == {"grey": 0.0, "warmer": 0.0}
+    assert report["base, strength 0.5"]["seed_spread"] == 0.0
