@@ -24,12 +24,12 @@ from engine.train.style_trainer import StyleTrainingConfig
 
 BASE = MoELoraConfig()
 VARIANTS: dict[str, tuple[MoELoraConfig, StyleTrainingConfig]] = {
-    "default": (BASE, StyleTrainingConfig()),  # style router, softmax gate, all layers, 2 shared experts
+    "default": (BASE, StyleTrainingConfig()),  # style router, softmax gate, single-stream blocks, 2 shared experts
     "token router": (dataclasses.replace(BASE, router="token"), StyleTrainingConfig()),
     "top-1 gate": (dataclasses.replace(BASE, gate="top_k", top_k=1), StyleTrainingConfig()),
     "no shared experts": (dataclasses.replace(BASE, num_shared_experts=0), StyleTrainingConfig()),
     "4 shared experts": (dataclasses.replace(BASE, num_shared_experts=4), StyleTrainingConfig()),
-    **{f"targets={name}": (dataclasses.replace(BASE, targets=name), StyleTrainingConfig()) for name in TARGET_PRESETS if name != "all"},
+    **{f"targets={name}": (dataclasses.replace(BASE, targets=name), StyleTrainingConfig()) for name in TARGET_PRESETS if name != BASE.targets},
     "adversarial 0.05": (BASE, StyleTrainingConfig(adversarial_weight=0.05, adversarial_start=100)),
     "velocity loss": (BASE, StyleTrainingConfig(loss_weighting="velocity")),
 }

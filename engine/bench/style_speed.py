@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="embedded", help="Backbone to measure (default: the shipped model).")
     parser.add_argument("--repeats", type=int, default=10, help="Interleaved repeats per variant.")
     parser.add_argument("--batch-size", type=int, default=8, help="Training batch size.")
-    parser.add_argument("--targets", default="all", choices=list(TARGET_PRESETS), help="Where the MoE LoRA goes.")
+    parser.add_argument("--targets", default=MoELoraConfig.targets, choices=list(TARGET_PRESETS),
+                        help="Where the MoE LoRA goes (default: the MoE LoRA's default).")
     arguments = parser.parse_args(argv)
     print(json.dumps({"targets": arguments.targets,
                       "edit": edit_costs(arguments.model, arguments.repeats, arguments.targets),

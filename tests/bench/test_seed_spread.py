@@ -42,7 +42,7 @@ def test_each_variant_is_trained_and_scored_against_the_base() -> None:
     # The untrained model is an exact identity editor (zero proj_out), so its edits cannot depend on
     # the noise; the trained adapters start from it, so the measure is 0 only where it should be.
     assert report["base"]["seed_spread"] == 0.0
-    assert all(report[variant]["training_seconds"] > 0 for variant in variants)
+    assert all(report[variant]["training_seconds"] >= 0 for variant in variants)  # rounded to 0.1 s: a tiny run may show 0
 
 
 def test_strengths_and_base_instructions_get_their_own_rows() -> None:
