@@ -38,7 +38,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     backbone.save_pretrained(folder / "model")
     subject_file = write_lora(folder / "subject.safetensors", random_lora(backbone, seed=1))
     style_file = write_lora(folder / "style.safetensors", random_lora(backbone, seed=2))
-    adapter = MoELoraAdapter(backbone, MoELoraConfig(rank=2, num_shared_experts=1))
+    adapter = MoELoraAdapter(backbone, MoELoraConfig(rank=2, num_shared_experts=1, targets="all"))  # the layers random_lora covers
     keys = [adapter.add_style(), adapter.add_style()]
     randomise(adapter, seed=3)
     adapter.save(folder / "moe.safetensors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from engine.configuration import option, require
-from engine.moe_lora.config import TARGET_PRESETS
+from engine.moe_lora.config import TARGET_PRESETS, MoELoraConfig
 
 # DreamBooth (Ruiz et al. 2023) fine-tunes on 3 to 5 photos; more than 10 adds little for one
 # subject and lengthens every epoch, fewer than 3 gives the model no views to tell the subject
@@ -26,7 +26,9 @@ class SubjectTrainingConfig:
     warmup_steps: int = option(10, "Linear warm-up steps before the cosine decay.")
     rank: int = option(8, "LoRA rank r of every wrapped layer (Hu et al. 2021).")
     alpha: float = option(8.0, "LoRA scale numerator: the update is multiplied by alpha / rank.")
-    targets: str = option("all", f"Which linear layers get a LoRA, by module name: one of {', '.join(TARGET_PRESETS)}.")
+    # The style experts' placement, so a default subject and a default style fuse layer by layer (EST-LoRA's 'same').
+    targets: str = option(MoELoraConfig.targets, f"Which linear layers get a LoRA, by module name: one of {', '.join(TARGET_PRESETS)} "
+                                                 "(default: where style experts go, so the two fuse layer by layer).")
     min_crop: float = option(0.7, "Smallest random crop, as a fraction of a photo's short side (1 = no zoom).")
     flip: bool = option(True, "Random left-right flips; turn off for subjects whose sides differ (text, logos).")
     checkpoint_every: int = option(50, "Steps between resumable checkpoints (0: none).")
