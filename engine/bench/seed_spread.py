@@ -6,8 +6,11 @@ depend on the sampler's seed: the unadapted model's edits of two seeds differ by
 (on ``[0, 1]``). Styled edits of the shipped model differ far more, and show it as an 8 x 8 grid
 of per-patch colour offsets (one patch is one token). For each of ``--variants`` (``default``, or
 ``field=value`` overrides of :class:`StyleTrainingConfig` joined by ``+``), a new style is trained
-from its 8 training pairs with the default settings of ``python -m engine train`` otherwise, then scored on held-out pairs: PSNR and SSIM of the seed-0 edit against the target,
-and the *seed spread*, the RMS difference between the seed-0 and seed-1 edits.
+from its 8 training pairs with the default settings of ``python -m engine train`` otherwise, then
+scored on held-out pairs: PSNR and SSIM of the seed-0 edit against the target, and the *seed
+spread*, the RMS difference between the seed-0 and seed-1 edits. ``--strengths`` scores each edit
+also from the noised photo part-way down the schedule, and ``--base-prompts`` the base model's own
+pretrained instructions, which show that its colour edits read the noise too (BENCHMARKS.md).
 """
 
 from __future__ import annotations
