@@ -24,7 +24,7 @@ from engine.train.style_trainer import StyleTrainingConfig
 
 BASE = MoELoraConfig()
 VARIANTS: dict[str, tuple[MoELoraConfig, StyleTrainingConfig]] = {
-    "default": (BASE, StyleTrainingConfig()),  # style router, softmax gate, single-stream blocks, 2 shared experts
+    "default": (BASE, StyleTrainingConfig()),  # style router, softmax gate, every block layer, 2 shared experts
     "token router": (dataclasses.replace(BASE, router="token"), StyleTrainingConfig()),
     "top-1 gate": (dataclasses.replace(BASE, gate="top_k", top_k=1), StyleTrainingConfig()),
     "no shared experts": (dataclasses.replace(BASE, num_shared_experts=0), StyleTrainingConfig()),

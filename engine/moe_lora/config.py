@@ -31,8 +31,8 @@ class MoELoraConfig:
     routing). Every expert is a sum of ``rank`` rank-1 components, each with a 0/1 mask.
     """
 
-    targets: str = option("single", f"Where LoRA goes, by module name: one of {', '.join(TARGET_PRESETS)} "
-                                    "(single-stream blocks: chosen by measurement, BENCHMARKS.md).")
+    targets: str = option("all", f"Where LoRA goes, by module name: one of {', '.join(TARGET_PRESETS)} "
+                                 "(every block layer: chosen by measurement, BENCHMARKS.md).")
     rank: int = option(8, "Rank-1 components per expert before pruning.")
     alpha: float = option(8.0, "LoRA scale numerator: the update is multiplied by alpha / rank.")
     num_shared_experts: int = option(2, "Experts shared by all styles, mixed by the router (0: style experts only).")
