@@ -35,7 +35,7 @@ def randomise(adapter: MoELoraAdapter) -> None:
                 tensor.normal_(0, 0.01)
 
 
-def edit_costs(model: str, repeats: int, targets: str = "all") -> dict:
+def edit_costs(model: str, repeats: int, targets: str = MoELoraConfig.targets) -> dict:
     """Seconds per edit and ratios to a base edit on a second, unadapted copy of the model."""
     plain, backbone = load_backbone(model), load_backbone(model)
     adapter = MoELoraAdapter(backbone, MoELoraConfig(targets=targets))
@@ -67,7 +67,7 @@ def edit_costs(model: str, repeats: int, targets: str = "all") -> dict:
     return report
 
 
-def training_costs(model: str, repeats: int, batch_size: int, targets: str = "all") -> dict:
+def training_costs(model: str, repeats: int, batch_size: int, targets: str = MoELoraConfig.targets) -> dict:
     config = MoELoraConfig(targets=targets)
     moe_backbone, lora_backbone = load_backbone(model), load_backbone(model)
     moe = MoELoraAdapter(moe_backbone, config)
