@@ -174,14 +174,21 @@ class MoELoraLinear(nn.Module):
         result = self.base_layer(hidden)
         if self.folded_weight is not None or self.routing.weights is None or not self.routing.keys:
             return result
-        static = self.token_router is None and not torch.is_grad_enabled()
+        inference = not torch.is_grad_enabled()
+        static = self.token_router is None and inference
         down, up, coefficients = self._static_components() if static else self.components(hidden)
         projected = F.linear(hidden, down.to(hidden.dtype))  # (B, ..., R)
-        if coefficients is None:  # already in up (see _static_components)
-            return result + F.linear(projected, up.to(hidden.dtype))
-        if coefficients.dim() == 2:
-            coefficients = coefficients.view(coefficients.shape[0], *([1] * (projected.dim() - 2)), -1)
-        return result + F.linear(projected * coefficients.to(hidden.dtype), up.to(hidden.dtype))
+        if coefficients is not None:  # else already in up (see _static_components)
+            if coefficients.dim() == 2:
+                coefficients = coefficients.view(coefficients.shape[0], *([1] * (projected.dim() - 2)), -1)
+            projected = projected * coefficients.to(hidden.dtype)
+        up = up.to(hidden.dtype)
+        if inference and result.is_contiguous():
+            # Accumulate into the base output: a fresh (B, ..., out) tensor for ``result + update``
+            # is a large allocation at every call, which on this CPU cost more than the update.
+            result.view(-1, self.out_features).addmm_(projected.reshape(-1, projected.shape[-1]), up.t())
+            return result
+        return result + F.linear(projected, up)
 
     def balance_loss(self) -> torch.Tensor:
         """Switch-Transformer load balancing over the gates of the last forward pass,

@@ -209,3 +209,24 @@ def test_inference_cache_follows_routing_and_weight_changes():
     with torch.no_grad():
         other = velocity(backbone)
     assert (other - changed).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("router, batch_of_mixes", [("style", False), ("style", True), ("token", False), ("token", True)])
+def test_inference_path_equals_training_path(router, batch_of_mixes):
+    # Without gradients the update is accumulated in place into the base output; it must give
+    # what the differentiable path gives, for one mix and for a batch of per-sample mixes.
+    backbone, adapter, keys = make(MoELoraConfig(rank=2, router=router))
+    randomise(adapter)
+    if batch_of_mixes:
+        adapter.route_batch([keys[0], keys[1]])
+    else:
+        adapter.route({keys[0]: 0.3, keys[1]: 0.7})
+    with torch.enable_grad():
+        training = velocity(backbone).detach()
+    with torch.inference_mode():
+        inference = velocity(backbone)
+    adapter.clear_routing()
+    with torch.inference_mode():
+        base = velocity(backbone)
+    torch.testing.assert_close(inference, training, atol=1e-5, rtol=1e-4)
+    assert (inference - base).abs().max() > 1e-3
