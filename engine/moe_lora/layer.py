@@ -59,8 +59,11 @@ class MoELoraLinear(nn.Module):
             nn.init.zeros_(self.token_router.weight)
         self.folded_weight: torch.Tensor | None = None
         self.last_gates: torch.Tensor | None = None
-        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._cache_signature: tuple | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        self._cache_weights: torch.Tensor | None = None
+        self._cache_routing: tuple | None = None
+        self._cache_versions: list[tuple[torch.Tensor, int]] = []
+        self._styles_changed = 0  # bumped by add_style / remove_style, which replace tensors
 
     def _init_down(self, rows: int) -> torch.Tensor:
         # Kaiming-uniform rows as peft initialises lora_A; B = 0 keeps the start an identity.
@@ -77,10 +80,12 @@ class MoELoraLinear(nn.Module):
         self.style_up[key] = nn.Parameter(torch.zeros(self.out_features, rank, device=device))
         self.style_mask[key] = nn.Parameter(torch.ones(rank, device=device), requires_grad=False)
         self.style_router[key] = nn.Parameter(torch.zeros(self.config.num_shared_experts, device=device))
+        self._styles_changed += 1
 
     def remove_style(self, key: str) -> None:
         for table in (self.style_down, self.style_up, self.style_mask, self.style_router):
             del table[key]
+        self._styles_changed += 1
 
     def gates(self, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Shared-expert gates: ``(B, K)`` for the style router, ``(B, ..., K)`` for the token
@@ -151,22 +156,29 @@ class MoELoraLinear(nn.Module):
             self.base_layer.weight.data = self.folded_weight
             self.folded_weight = None
 
-    def _static_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _static_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`components` for a style router at inference, cached until the routing or any
-        expert tensor changes (tensor version counters move on every in-place write), so an
-        unfolded mix does not rebuild its concatenated experts at every step."""
+        expert tensor changes (tensor version counters move on every in-place write, and adding
+        or removing a style replaces tensors), so an unfolded mix does not rebuild its
+        concatenated experts at every step. With one mix for the whole batch the coefficients
+        are folded into ``up`` and ``None`` is returned in their place."""
+        weights = self.routing.weights
+        # The weights tensor itself is kept (not its id, which a new tensor may reuse once the
+        # old one is freed). Checked at every forward pass, so only version counters are read
+        # here; the expert tensors are gathered again only when the cache is rebuilt.
+        routing = (weights._version, tuple(self.routing.keys), self._styles_changed)
+        if (self._cache_weights is weights and self._cache_routing == routing
+                and all(tensor._version == version for tensor, version in self._cache_versions)):
+            return self._cache
         tensors = [self.shared_down, self.shared_up, self.shared_mask]
         for key in self.routing.keys:
             tensors += [self.style_down[key], self.style_up[key], self.style_mask[key], self.style_router[key]]
-        weights = self.routing.weights
-        signature = (id(weights), weights._version, tuple(self.routing.keys), tuple((id(t), t._version) for t in tensors))
-        if self._cache_signature != signature:
-            down, up, coefficients = self.components()
-            if coefficients.shape[0] == 1:
-                # One mix for the whole batch: fold the coefficients into B once.
-                up, coefficients = up * coefficients[0], None
-            self._cache = (down, up, coefficients)
-            self._cache_signature = signature
+        down, up, coefficients = self.components()
+        if coefficients.shape[0] == 1:
+            up, coefficients = up * coefficients[0], None
+        self._cache = (down, up, coefficients)
+        self._cache_weights, self._cache_routing = weights, routing
+        self._cache_versions = [(tensor, tensor._version) for tensor in tensors]
         return self._cache
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -230,3 +230,19 @@ def test_inference_path_equals_training_path(router, batch_of_mixes):
         base = velocity(backbone)
     torch.testing.assert_close(inference, training, atol=1e-5, rtol=1e-4)
     assert (inference - base).abs().max() > 1e-3
+
+
+def test_inference_cache_follows_a_style_replaced_under_the_same_key():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    adapter.route({keys[0]: 1.0})
+    with torch.no_grad():
+        before = velocity(backbone)
+        for layer in adapter.layers.values():  # the routing tensor stays the same object
+            layer.remove_style(keys[0])
+            layer.add_style(keys[0])  # a fresh, zero expert under the old key
+        after = velocity(backbone)
+    with torch.enable_grad():
+        reference = velocity(backbone).detach()
+    torch.testing.assert_close(after, reference)
+    assert (after - before).abs().max() > 1e-3
