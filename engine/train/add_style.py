@@ -33,7 +33,8 @@ from engine.sampling.sampler import SamplerSettings
 from engine.train.pairs import Pair, read_pairs
 from engine.train.style_data import prepare_style
 from engine.train.style_metrics import score_pairs
-from engine.train.style_trainer import ProgressCallback, StyleTrainer, StyleTrainingConfig
+from engine.train.loop import ProgressCallback
+from engine.train.style_trainer import StyleTrainer, StyleTrainingConfig
 
 HOLDOUT_FROM = 4
 

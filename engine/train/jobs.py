@@ -43,7 +43,8 @@ from engine.train.checkpoint import RECORD_FILE
 from engine.train.pairs import Pair, read_pairs
 from engine.train.resumable import (CHECKPOINTS, RESUME_FILE, ResumableRun, discard_run, list_resumable, load_request, read_run, run_folder,
                                     save_request)
-from engine.train.style_trainer import StyleTrainingConfig, TrainingProgress
+from engine.train.loop import TrainingProgress
+from engine.train.style_trainer import StyleTrainingConfig
 
 LOGGER = logging.getLogger(__name__)
 ACTIVE = ("running", "cancelling")

@@ -20,7 +20,6 @@ source alone, gets little signal; ``'clean'`` scored better on the benchmark (BE
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,6 +33,7 @@ from engine.moe_lora.adapter import MoELoraAdapter
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.schedules import TIMESTEP_DISTRIBUTIONS, sample_timesteps, warmup_cosine
 from engine.train.discriminator import PatchDiscriminator, discriminator_loss, generator_loss
+from engine.train.loop import ProgressCallback, run_steps
 from engine.train.style_data import StyleData, sample_batch
 
 
@@ -65,20 +65,6 @@ class StyleTrainingConfig:
         require(self.timestep_sampling in TIMESTEP_DISTRIBUTIONS, f"timestep_sampling must be one of {', '.join(TIMESTEP_DISTRIBUTIONS)}")
         require(self.adversarial_weight >= 0, "adversarial_weight must be non-negative")
         require(self.crop_margin >= 1.0, "crop_margin must be at least 1")
-
-
-@dataclass
-class TrainingProgress:
-    """What the callback receives every step."""
-
-    step: int
-    total: int
-    loss: float
-    seconds_left: float
-    preview: object = None  # a PIL image (before | preview | after) every sample_every steps
-
-
-ProgressCallback = Callable[[TrainingProgress], None]
 
 
 def learning_rate_at(config: StyleTrainingConfig, step: int) -> float:
@@ -191,30 +177,23 @@ class StyleTrainer:
         """Run (or resume from ``run_folder``) to ``config.steps``. Returns the loss history.
 
         ``preview()`` makes a preview image every ``sample_every`` steps; ``should_stop()`` is
-        polled each step (Cancel in the studio) and ends the run early without a checkpoint.
+        polled each step (Cancel in the studio) and ends the run early without a new checkpoint
+        (:func:`engine.train.loop.run_steps`).
         """
         start = 0
         if run_folder is not None:
             record = load_checkpoint(run_folder, *self._checkpoint_parts())
             start = record["step"] if record else 0
-        losses, began = [], time.time()
-        for step in range(start, self.config.steps):
-            if should_stop is not None and should_stop():
-                return {"losses": losses, "stopped_at": step}
-            loss = self.step(step)
-            losses.append(loss)
-            done = step + 1
-            if run_folder is not None and self.config.checkpoint_every and done % self.config.checkpoint_every == 0:
-                self.save(run_folder, done)
-            if callback is not None and self.accelerator.is_main_process:
-                elapsed = time.time() - began
-                seconds_left = elapsed / (done - start) * (self.config.steps - done)
-                image = preview() if preview and self.config.sample_every and done % self.config.sample_every == 0 else None
-                callback(TrainingProgress(done, self.config.steps, loss, seconds_left, image))
+        history = run_steps(
+            self.step, start=start, steps=self.config.steps, checkpoint_every=self.config.checkpoint_every,
+            save=None if run_folder is None else lambda done: self.save(run_folder, done),
+            sample_every=self.config.sample_every, preview=preview, should_stop=should_stop,
+            callback=callback if self.accelerator.is_main_process else None,
+        )
         self.adapter.clear_routing()
         for tensor in self.parameters.values():
             tensor.requires_grad_(False)
-        return {"losses": losses, "stopped_at": None}
+        return history
 
     def save(self, run_folder: Path, step: int) -> None:
         self.accelerator.wait_for_everyone()

@@ -44,7 +44,7 @@ from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, s
 from engine.library.names import name_key
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH, check_text
 from engine.sampling.sampler import SamplerSettings
-from engine.train.style_trainer import ProgressCallback, TrainingProgress
+from engine.train.loop import ProgressCallback, TrainingProgress
 from engine.train.subject.augment import centre_square, prepare_photos
 from engine.train.subject.config import SubjectTrainingConfig
 from engine.train.subject.generation import subject_prompt, takes_text

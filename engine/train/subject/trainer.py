@@ -26,7 +26,6 @@ checkpoint sees the batches an uninterrupted one would and ends on the same weig
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +34,7 @@ import torch
 from engine.backbones.base import Backbone
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.schedules import sample_timesteps, warmup_cosine
-from engine.train.style_trainer import ProgressCallback, TrainingProgress
+from engine.train.loop import ProgressCallback, run_steps
 from engine.train.subject.augment import sample_crops
 from engine.train.subject.config import SubjectTrainingConfig
 from engine.train.subject.lora import SubjectLora
@@ -99,7 +98,7 @@ class SubjectTrainer:
               preview: Callable[[], object] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
         """Run (or resume from ``run_folder``'s checkpoint) to ``config.steps``.
 
-        ``callback`` gets a :class:`~engine.train.style_trainer.TrainingProgress` every step, with
+        ``callback`` gets a :class:`~engine.train.loop.TrainingProgress` every step, with
         ``preview()``'s image every ``sample_every`` steps; ``should_stop()`` is polled before each
         step and ends the run early (the last checkpoint stays for resuming).
 
@@ -110,22 +109,14 @@ class SubjectTrainer:
         if run_folder is not None:
             record = load_checkpoint(run_folder, *self._checkpoint_parts())
             start = record["step"] if record else 0
-        losses, began = [], time.time()
-        for step in range(start, self.config.steps):
-            if should_stop is not None and should_stop():
-                return {"losses": losses, "stopped_at": step, "started_at": start}
-            loss = self.step(step)
-            losses.append(loss)
-            done = step + 1
-            if run_folder is not None and self.config.checkpoint_every and done % self.config.checkpoint_every == 0:
-                save_checkpoint(run_folder, done, *self._checkpoint_parts())
-            if callback is not None:
-                seconds_left = (time.time() - began) / (done - start) * (self.config.steps - done)
-                sampled = preview is not None and self.config.sample_every and done % self.config.sample_every == 0
-                callback(TrainingProgress(done, self.config.steps, loss, seconds_left, preview() if sampled else None))
+        history = run_steps(
+            self.step, start=start, steps=self.config.steps, checkpoint_every=self.config.checkpoint_every,
+            save=None if run_folder is None else lambda done: save_checkpoint(run_folder, done, *self._checkpoint_parts()),
+            sample_every=self.config.sample_every, callback=callback, preview=preview, should_stop=should_stop,
+        )
         for tensor in self.parameters.values():
             tensor.requires_grad_(False)
-        return {"losses": losses, "stopped_at": None, "started_at": start}
+        return history
 
     def _checkpoint_parts(self):
         return {"lora": self.parameters}, {"lora": (self.optimizer, self.parameters)}
