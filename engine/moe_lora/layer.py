@@ -163,6 +163,8 @@ class MoELoraLinear(nn.Module):
         concatenated experts at every step. With one mix for the whole batch the coefficients
         are folded into ``up`` and ``None`` is returned in their place."""
         weights = self.routing.weights
+        if weights.is_inference():
+            return self._uncached_static_components()
         # The weights tensor itself is kept (not its id, which a new tensor may reuse once the
         # old one is freed). Checked at every forward pass, so only version counters are read
         # here; the expert tensors are gathered again only when the cache is rebuilt.
@@ -173,13 +175,22 @@ class MoELoraLinear(nn.Module):
         tensors = [self.shared_down, self.shared_up, self.shared_mask]
         for key in self.routing.keys:
             tensors += [self.style_down[key], self.style_up[key], self.style_mask[key], self.style_router[key]]
-        down, up, coefficients = self.components()
-        if coefficients.shape[0] == 1:
-            up, coefficients = up * coefficients[0], None
-        self._cache = (down, up, coefficients)
+        if any(tensor.is_inference() for tensor in tensors):
+            self._cache_weights = None
+            return self._uncached_static_components()
+        self._cache = self._uncached_static_components()
         self._cache_weights, self._cache_routing = weights, routing
         self._cache_versions = [(tensor, tensor._version) for tensor in tensors]
         return self._cache
+
+    def _uncached_static_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What :meth:`_static_components` returns, built afresh. Used directly when routing or
+        experts were made under ``torch.inference_mode``: inference tensors keep no version
+        counter, so a cache of them could not see a change."""
+        down, up, coefficients = self.components()
+        if coefficients.shape[0] == 1:
+            return down, up * coefficients[0], None
+        return down, up, coefficients
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden``: ``(B, ..., in)``; returns ``(B, ..., out)``."""

@@ -246,3 +246,20 @@ def test_inference_cache_follows_a_style_replaced_under_the_same_key():
         reference = velocity(backbone).detach()
     torch.testing.assert_close(after, reference)
     assert (after - before).abs().max() > 1e-3
+
+
+def test_routing_set_under_inference_mode_edits_unfolded():
+    # Routing chosen inside torch.inference_mode gives inference tensors, which keep no version
+    # counter; the unfolded path must still work, follow a change of mix and match the reference.
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    with torch.inference_mode():
+        adapter.route({keys[0]: 1.0})
+        first = velocity(backbone)
+        adapter.route({keys[0]: 0.4, keys[1]: 0.6})
+        mixed = velocity(backbone)
+    adapter.route({keys[0]: 0.4, keys[1]: 0.6})
+    with torch.enable_grad():
+        reference = velocity(backbone).detach()
+    torch.testing.assert_close(mixed, reference, atol=1e-5, rtol=1e-4)
+    assert (mixed - first).abs().max() > 1e-3
