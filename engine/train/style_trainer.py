@@ -50,6 +50,7 @@ class StyleTrainingConfig:
     warmup_steps: int = option(20, "Linear warm-up steps before the cosine decay.")
     loss_weighting: str = option("clean", "Flow-loss weighting over t: 'clean' (t^2, the clean-image error) or 'velocity' (uniform, the plain rectified-flow loss).")
     timestep_sampling: str = option("logit-normal", f"Distribution of the training t: one of {', '.join(TIMESTEP_DISTRIBUTIONS)} (engine.train.schedules).")
+    timestep_shift: float = option(1.0, "SD3's timestep shift s t / (1 + (s - 1) t) applied to the training t; above 1 trains more at the noise end (engine.train.schedules).")
     adversarial_weight: float = option(0.0, "Weight of the adversarial loss; 0 (the default, since it did not help in the ablation in BENCHMARKS.md) turns it and the discriminator off.")
     adversarial_start: int = option(100, "Step at which the adversarial loss switches on.")
     discriminator_learning_rate: float = option(2e-4, "AdamW learning rate of the discriminator.")
@@ -63,6 +64,7 @@ class StyleTrainingConfig:
         require(self.learning_rate > 0, "learning_rate must be positive")
         require(self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
         require(self.timestep_sampling in TIMESTEP_DISTRIBUTIONS, f"timestep_sampling must be one of {', '.join(TIMESTEP_DISTRIBUTIONS)}")
+        require(self.timestep_shift > 0, "timestep_shift must be positive (1 leaves t unchanged)")
         require(self.adversarial_weight >= 0, "adversarial_weight must be non-negative")
         require(self.crop_margin >= 1.0, "crop_margin must be at least 1")
 
@@ -123,7 +125,8 @@ class StyleTrainer:
         """This process's slice of the global batch of ``step``, and its noise and timesteps."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         before, after, keys = sample_batch(self.styles, self.backbone.native_resolution, self.config.batch_size, generator)
-        timesteps = sample_timesteps(self.config.batch_size, self.backbone.min_timestep, generator, self.config.timestep_sampling)
+        timesteps = sample_timesteps(self.config.batch_size, self.backbone.min_timestep, generator, self.config.timestep_sampling,
+                                     self.config.timestep_shift)
         with torch.no_grad():
             source, target = self.backbone.encode(before), self.backbone.encode(after)
         noise = torch.randn(target.shape, generator=generator).to(target.device)
