@@ -63,6 +63,9 @@ class Backbone(abc.ABC):
     resolution_multiple: int
     default_steps: int = 10
     scheduler_shift: float = 1.0
+    # Scale of an edit's starting noise when the caller gives none (SamplerSettings.noise_scale):
+    # 1 is standard sampling; a backbone lowers it only where a measurement says edits gain.
+    edit_noise_scale: float = 1.0
     # Training draws t from [min_timestep, 1]: a backbone that converts an x_0 prediction to a
     # velocity divides by t and floors it there.
     min_timestep: float = 0.0

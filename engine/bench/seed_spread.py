@@ -39,12 +39,13 @@ def seed_spread(first: torch.Tensor, second: torch.Tensor) -> float:
     return float(((first - second) ** 2).mean().sqrt())
 
 
-def score_edits(edit, pairs, strength: float = 1.0) -> dict[str, float]:
+def score_edits(edit, pairs, strength: float = 1.0, noise_scale: float = 1.0) -> dict[str, float]:
     """Mean PSNR, SSIM (seed 0 against the target) and seed spread (seeds 0 and 1) of ``edit`` at
-    sampler ``strength`` (below 1 the edit starts from the noised photo, part-way down the schedule)."""
+    sampler ``strength`` (below 1 the edit starts from the noised photo, part-way down the schedule)
+    and starting-noise scale ``noise_scale``."""
     totals = {"psnr": 0.0, "ssim": 0.0, "seed_spread": 0.0}
     for pair in pairs:
-        first, second = (edit(pair.before, SamplerSettings(seed=seed, strength=strength)) for seed in (0, 1))
+        first, second = (edit(pair.before, SamplerSettings(seed=seed, strength=strength, noise_scale=noise_scale)) for seed in (0, 1))
         scores = score_pairs(first, pair.after)
         totals["psnr"] += float(scores["psnr"][0])
         totals["ssim"] += float(scores["ssim"][0])
@@ -52,14 +53,14 @@ def score_edits(edit, pairs, strength: float = 1.0) -> dict[str, float]:
     return {name: round(value / len(pairs), 4) for name, value in totals.items()}
 
 
-def instruction_spreads(backbone, pairs, prompts: list[str]) -> dict[str, float]:
+def instruction_spreads(backbone, pairs, prompts: list[str], noise_scale: float = 1.0) -> dict[str, float]:
     """Seed spread of the unadapted model's own instruction edits (``engine.train.generic_edits``)
     on the test photos: how much the base model itself reads the noise when an edit changes colour."""
     spreads = {}
     for prompt in prompts:
         total = 0.0
         for pair in pairs:
-            first, second = (edit_photo(backbone, pair.before, SamplerSettings(seed=seed), prompt=prompt) for seed in (0, 1))
+            first, second = (edit_photo(backbone, pair.before, SamplerSettings(seed=seed, noise_scale=noise_scale), prompt=prompt) for seed in (0, 1))
             total += seed_spread(to_unit_tensor(first), to_unit_tensor(second))
         spreads[prompt] = round(total / len(pairs), 4)
     return spreads
@@ -85,7 +86,8 @@ def parse_variant(text: str) -> StyleTrainingConfig:
 
 
 def run(backbone, style: str, variants: list[str], steps: int | None, test_pairs: int,
-        size_fn: SizeFunction | None = None, strengths: tuple[float, ...] = (1.0,), prompts: tuple[str, ...] = ()) -> dict:
+        size_fn: SizeFunction | None = None, strengths: tuple[float, ...] = (1.0,), prompts: tuple[str, ...] = (),
+        noise_scale: float = 1.0) -> dict:
     """Rows ``base`` and one per variant, each at every sampler strength (rows named
     ``"<name>, strength <s>"`` below 1), plus ``base_instructions`` for ``prompts``."""
     size_fn = size_fn or backbone.fit_size
@@ -94,16 +96,16 @@ def run(backbone, style: str, variants: list[str], steps: int | None, test_pairs
     def edit(photo, settings):  # with whatever adapter is folded into the backbone at the time
         return edit_photo(backbone, photo, settings)
 
-    report = {"style": style, **{row_name("base", strength): score_edits(edit, test, strength) for strength in strengths}}
+    report = {"style": style, **{row_name("base", strength): score_edits(edit, test, strength, noise_scale) for strength in strengths}}
     if prompts:
-        report["base_instructions"] = instruction_spreads(backbone, test, list(prompts))
+        report["base_instructions"] = instruction_spreads(backbone, test, list(prompts), noise_scale)
     for variant in variants:
         torch.manual_seed(0)
         config = parse_variant(variant)
         adapter, keys, seconds, _ = _train(backbone, MoELoraConfig(), {style: train}, steps or config.steps, config.seed, config)
         with adapter.folded({keys[style]: 1.0}):
             for strength in strengths:
-                report[row_name(variant, strength)] = {**score_edits(edit, test, strength), "training_seconds": round(seconds, 1)}
+                report[row_name(variant, strength)] = {**score_edits(edit, test, strength, noise_scale), "training_seconds": round(seconds, 1)}
         adapter.remove()
     return report
 
@@ -120,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strengths", default="1", help="Comma-separated sampler strengths to score each edit at (in (0, 1]).")
     parser.add_argument("--base-prompts", default="",
                         help="Comma-separated instructions of the base model (engine.train.generic_edits) whose seed spread to report too.")
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="Scale of the starting noise (SamplerSettings.noise_scale); the spread is measured at standard "
+                             "noise, 1, as the figures in BENCHMARKS.md were. At 0 every edit is seed-independent.")
     parser.add_argument("--out", default=None, help="Write the JSON report here too.")
     arguments = parser.parse_args(argv)
     variants = [name.strip() for name in arguments.variants.split(",") if name.strip()]
@@ -134,12 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--strengths must be numbers separated by commas, not {arguments.strengths!r}")
     if not all(0 < strength <= 1 for strength in strengths):
         parser.error("every strength must lie in (0, 1]")
+    if not 0 <= arguments.noise_scale <= 1:
+        parser.error("--noise-scale must lie in [0, 1]")
     prompts = tuple(prompt.strip() for prompt in arguments.base_prompts.split(",") if prompt.strip())
     unknown = [prompt for prompt in prompts if prompt not in GENERIC_EDIT_FUNCTIONS]
     if unknown:
         parser.error(f"unknown instruction(s) {', '.join(unknown)}; the model knows {', '.join(GENERIC_EDIT_FUNCTIONS)}")
     report = run(load_backbone(arguments.model), arguments.style, variants, arguments.steps or None, arguments.test_pairs,
-                 strengths=strengths, prompts=prompts)
+                 strengths=strengths, prompts=prompts, noise_scale=arguments.noise_scale)
     text = json.dumps(report, indent=2)
     print(text)
     if arguments.out:

@@ -100,7 +100,32 @@ def test_sigmas_are_uniform_and_end_at_zero():
     torch.testing.assert_close(sigmas, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
 
 
-@pytest.mark.parametrize("values, message", [({"steps": -1}, "steps"), ({"strength": 0.0}, "strength"), ({"seed": -5}, "seed")])
+@pytest.mark.parametrize("scale", [0.0, 0.4])
+def test_constant_field_starts_from_scaled_noise(scale):
+    constant = torch.full(SHAPE, 0.25)
+    backbone = FieldBackbone(lambda x, t, source: constant.expand_as(x))
+    result = sample(backbone, backbone.encode_prompt(["", ""]), SHAPE, SamplerSettings(steps=7, seed=11, noise_scale=scale))
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(result, scale * noise - constant, atol=1e-5, rtol=0)
+
+
+def test_default_noise_scale_is_the_backbones_for_edits_and_one_for_generation():
+    # Euler's result is a function of the start alone: a zero start (edit_noise_scale 0) makes an
+    # edit independent of the seed; a generation still starts from standard noise.
+    backbone = FieldBackbone(lambda x, t, source: x - (0 if source is None else source))
+    backbone.edit_noise_scale = 0.0
+    source = torch.linspace(-1, 1, SHAPE.numel()).reshape(SHAPE)
+    condition = backbone.encode_prompt(["", ""])
+    edits = [sample(backbone, condition, SHAPE, SamplerSettings(steps=3, seed=seed), source=source) for seed in (1, 2)]
+    assert torch.equal(edits[0], edits[1])
+    noisy = [sample(backbone, condition, SHAPE, SamplerSettings(steps=3, seed=seed, noise_scale=1.0), source=source) for seed in (1, 2)]
+    assert not torch.allclose(noisy[0], noisy[1])
+    generations = [sample(backbone, condition, SHAPE, SamplerSettings(steps=3, seed=seed)) for seed in (1, 2)]
+    assert not torch.allclose(generations[0], generations[1])
+
+
+@pytest.mark.parametrize("values, message", [({"steps": -1}, "steps"), ({"strength": 0.0}, "strength"), ({"seed": -5}, "seed"),
+                                             ({"noise_scale": 1.5}, "noise_scale"), ({"noise_scale": -0.5}, "noise_scale")])
 def test_settings_validation(values, message):
     with pytest.raises(ConfigError, match=message):
         SamplerSettings(**values)

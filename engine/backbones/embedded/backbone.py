@@ -37,6 +37,7 @@ class EmbeddedBackbone(Backbone):
         self.resolution_multiple = model.config.patch_size
         self.default_steps = model.config.default_steps
         self.min_timestep = model.config.min_timestep
+        self.edit_noise_scale = model.config.edit_noise_scale
 
     @classmethod
     def from_config(cls, config: EmbeddedConfig | str, seed: int = 0, dtype: torch.dtype = torch.float32) -> "EmbeddedBackbone":

@@ -21,6 +21,8 @@ class EmbeddedConfig:
     instruction_dim: int = option(64, "Width of an instruction token before the context embedder.")
     min_timestep: float = option(0.05, "Smallest t the velocity is divided by when converting the x_0 prediction.")
     default_steps: int = option(8, "Euler steps of an edit when the caller gives none.")
+    edit_noise_scale: float = option(0.0, "Scale of an edit's starting noise when the caller gives none: 0 starts from zero "
+                                          "noise, so an edit is a deterministic function of its photo (BENCHMARKS.md).")
 
     def __post_init__(self) -> None:
         require(self.native_resolution % self.patch_size == 0, "native_resolution must be a multiple of patch_size")
@@ -29,6 +31,7 @@ class EmbeddedConfig:
         require(self.num_double_blocks + self.num_single_blocks >= 1, "the model needs at least one block")
         require(0.0 < self.min_timestep < 0.5, "min_timestep must lie in (0, 0.5)")
         require(self.default_steps >= 1, "default_steps must be at least 1")
+        require(0.0 <= self.edit_noise_scale <= 1.0, "edit_noise_scale must lie in [0, 1]")
 
     @property
     def rope_axes(self) -> tuple[int, int, int]:
