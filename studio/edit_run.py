@@ -45,12 +45,14 @@ def page_error(error: Exception, title: str) -> gr.Error:
     return gr.Error(html.escape(str(error)), title=title)
 
 
-def settings_from(steps: float | None, seed: float | None, strength: float | None) -> SamplerSettings:
+def settings_from(steps: float | None, seed: float | None, strength: float | None,
+                  noise_scale: float | None = None) -> SamplerSettings:
     """Sampler settings from the widget values (empty fields take the defaults)."""
     return SamplerSettings(
         steps=int(steps) if steps is not None else default_setting("steps"),
         seed=int(seed) if seed is not None else default_setting("seed"),
         strength=float(strength) if strength is not None else default_setting("strength"),
+        noise_scale=float(noise_scale) if noise_scale is not None else default_setting("noise_scale"),
     )
 
 
@@ -86,12 +88,12 @@ def describe_mix(mix: dict[str, float]) -> str:
 
 
 def check_request(photo: str | None, steps: float | None, seed: float | None, strength: float | None,
-                  *styles_and_weights: Any) -> tuple[Any, Any]:
+                  noise_scale: float | None, *styles_and_weights: Any) -> tuple[Any, Any]:
     """Refuse a request the engine would refuse; returns a 'waiting' status and hides the download."""
     if not photo:
         raise gr.Error(NO_PHOTO, title="No photo")
     try:
-        settings_from(steps, seed, strength)
+        settings_from(steps, seed, strength, noise_scale)
         mix_from(styles_and_weights)
     except AtelierError as error:
         raise page_error(error, "Check the settings") from error
@@ -100,7 +102,7 @@ def check_request(photo: str | None, steps: float | None, seed: float | None, st
 
 def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, str]] | None, photo_path: str | None,
              prompt: str | None, steps: float | None, seed: float | None, strength: float | None,
-             *styles_and_weights: Any) -> Iterator[tuple[Any, ...]]:
+             noise_scale: float | None, *styles_and_weights: Any) -> Iterator[tuple[Any, ...]]:
     """Edit the photo and stream ``(preview, comparison, status, download, recent, gallery)``.
 
     The comparison is ``(photo at the working size, result)``; the download is the result as a
@@ -110,7 +112,7 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
     if not photo_path:
         raise gr.Error(NO_PHOTO, title="No photo")
     try:
-        settings = settings_from(steps, seed, strength)
+        settings = settings_from(steps, seed, strength, noise_scale)
         mix = mix_from(styles_and_weights)
         photo = load_photo(photo_path)
     except AtelierError as error:
@@ -134,12 +136,15 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
         raise gr.Error("The edit failed unexpectedly; the terminal running Atelier shows the details.", title="Edit failed") from error
 
     before = resize_to(photo, result.size)
-    download = save_result(result, output_folder, Path(photo_path).stem, settings.seed)
+    # From zero noise the seed plays no part, so it is not named.
+    seeded = settings.noise_scale_for(editor.backbone, edit=True) > 0
+    download = save_result(result, output_folder, Path(photo_path).stem, settings.seed if seeded else None)
     width, height = result.size
-    caption = f"{describe_mix(mix)} · seed {settings.seed}"
+    noise = f"seed {settings.seed}" if seeded else "no noise"
+    caption = f"{describe_mix(mix)} · {noise}"
     recent = ([(str(download), caption)] + list(recent or []))[:RECENT_RESULTS]
     status = (f"Done in {time.monotonic() - started:.1f} s with {describe_mix(mix)}: {width}×{height} px, "
-              f"seed {settings.seed}. Drag the slider to compare.")
+              f"{noise}. Drag the slider to compare.")
     yield (
         gr.update(value=None, visible=False),
         gr.update(value=(before, result), visible=True),
@@ -150,8 +155,9 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
     )
 
 
-def save_result(result: Image.Image, folder: Path, stem: str, seed: int) -> Path:
-    """Write the result as a PNG named after the photo and seed, in a folder of its own."""
-    target = folder / uuid.uuid4().hex / f"{stem}-atelier-seed{seed}.png"
+def save_result(result: Image.Image, folder: Path, stem: str, seed: int | None) -> Path:
+    """Write the result as a PNG named after the photo and seed (if the edit drew noise), in a
+    folder of its own."""
+    target = folder / uuid.uuid4().hex / (f"{stem}-atelier-seed{seed}.png" if seed is not None else f"{stem}-atelier.png")
     target.parent.mkdir(parents=True)
     return save_image(result, target)

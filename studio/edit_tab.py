@@ -84,6 +84,9 @@ def build_edit_tab(context: StudioContext) -> None:
                                  minimum=0, maximum=SEED_CEILING, precision=0, elem_id="edit-seed")
                 strength = gr.Slider(label="Strength", info=help_of(SamplerSettings, "strength"), minimum=0.05,
                                      maximum=1.0, step=0.05, value=default_setting("strength"), elem_id="edit-strength")
+                noise_scale = gr.Slider(label="Noise scale", minimum=0.0, maximum=1.0, step=0.05, value=backbone.edit_noise_scale,
+                                        info="Scale of the starting noise: 0 gives the same result for every seed; "
+                                             "1 is standard sampling, where the seed matters.", elem_id="edit-noise-scale")
         with gr.Column(scale=3, min_width=360):
             status = gr.Markdown("Upload a photo, pick a style, then press **Edit**.", elem_id="edit-status")
             preview = gr.Image(label="Live preview", type="pil", interactive=False, visible=False, height=420,
@@ -101,16 +104,17 @@ def build_edit_tab(context: StudioContext) -> None:
 
     add_style.click(show_next_row, shown_rows, [shown_rows, *style_rows, add_style], queue=False, api_visibility="private")
 
-    def edit_handler(recent_value, photo_path, prompt_value, steps_value, seed_value, strength_value, *styles_and_weights):
+    def edit_handler(recent_value, photo_path, prompt_value, steps_value, seed_value, strength_value, noise_scale_value,
+                     *styles_and_weights):
         yield from run_edit(context.editor, Path(context.output_folder), recent_value, photo_path, prompt_value,
-                            steps_value, seed_value, strength_value, *styles_and_weights)
+                            steps_value, seed_value, strength_value, noise_scale_value, *styles_and_weights)
 
     edit.click(
-        check_request, [photo, steps, seed, strength, *style_inputs], [status, download],
+        check_request, [photo, steps, seed, strength, noise_scale, *style_inputs], [status, download],
         concurrency_limit=None, show_progress="hidden", api_visibility="private",
     ).success(
         edit_handler,
-        [recent, photo, prompt, steps, seed, strength, *style_inputs],
+        [recent, photo, prompt, steps, seed, strength, noise_scale, *style_inputs],
         [preview, comparison, status, download, recent, gallery],
         concurrency_limit=1, concurrency_id=EDIT_QUEUE, show_progress="minimal", api_name="edit",
     )

@@ -81,8 +81,10 @@ def test_style_choices_list_only_this_models_styles(context, tmp_path: Path) -> 
     assert style_choices(context.library, "another-model") == ["None"]
 
 
-def edit_updates(context, photo: Path, *styles_and_weights, prompt: str = "identity", seed: int = 7) -> list:
-    return list(run_edit(context.editor, context.output_folder, [], str(photo), prompt, 3, seed, 1.0, *styles_and_weights))
+def edit_updates(context, photo: Path, *styles_and_weights, prompt: str = "identity", seed: int = 7,
+                 noise_scale: float = 1.0) -> list:
+    return list(run_edit(context.editor, context.output_folder, [], str(photo), prompt, 3, seed, 1.0, noise_scale,
+                         *styles_and_weights))
 
 
 def test_run_edit_streams_previews_then_a_comparison_a_png_and_a_recent_result(context, tmp_path: Path) -> None:
@@ -118,6 +120,19 @@ def test_a_style_a_mix_and_no_style_give_three_different_results(context, tmp_pa
     np.testing.assert_array_equal(ink, again)  # the same style and seed give the same edit
 
 
+def test_edits_from_zero_noise_do_not_depend_on_the_seed_and_do_not_name_it(context, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (90, 160, 40)).save(photo)
+    runs = [edit_updates(context, photo, "ink", 1.0, seed=seed, noise_scale=0.0)[-1] for seed in (1, 2)]
+    results = [np.asarray(update[1]["value"][1], dtype=np.int16) for update in runs]
+    np.testing.assert_array_equal(results[0], results[1])
+    noisy = [np.asarray(edit_updates(context, photo, "ink", 1.0, seed=seed)[-1][1]["value"][1], dtype=np.int16) for seed in (1, 2)]
+    assert np.abs(noisy[0] - noisy[1]).max() > 0
+    status, download = runs[0][2], Path(runs[0][3]["value"])
+    assert "no noise" in status and "seed" not in status
+    assert download.name == "photo-atelier.png"
+
+
 def test_mixes_are_read_from_the_rows_and_checked() -> None:
     assert mix_from(["ink", 1.0, "None", 0.3, "sepia", 0.4]) == {"ink": 1.0, "sepia": 0.4}
     assert mix_from(["None", 1.0, "None", 1.0]) == {}
@@ -129,11 +144,13 @@ def test_mixes_are_read_from_the_rows_and_checked() -> None:
 
 def test_requests_the_engine_would_refuse_are_reported_in_the_page(context, tmp_path: Path) -> None:
     with pytest.raises(gr.Error, match="Upload a photo"):
-        check_request(None, 4, 0, 1.0, "ink", 1.0)
+        check_request(None, 4, 0, 1.0, 0.0, "ink", 1.0)
     with pytest.raises(gr.Error, match="strength"):
-        check_request("photo.png", 4, 0, 1.5, "ink", 1.0)
+        check_request("photo.png", 4, 0, 1.5, 0.0, "ink", 1.0)
+    with pytest.raises(gr.Error, match="noise_scale"):
+        check_request("photo.png", 4, 0, 1.0, 2.0, "ink", 1.0)
     with pytest.raises(gr.Error, match="twice"):
-        check_request("photo.png", 4, 0, 1.0, "ink", 1.0, "ink", 1.0)
+        check_request("photo.png", 4, 0, 1.0, 0.0, "ink", 1.0, "ink", 1.0)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a picture")
     with pytest.raises(gr.Error):
@@ -197,7 +214,7 @@ def test_an_engine_error_during_the_edit_restores_the_page_and_shows_its_message
     monkeypatch.setattr(context.editor, "edit", failing_edit)
     photo = tmp_path / "photo.png"
     Image.new("RGB", (32, 32)).save(photo)
-    stream = run_edit(context.editor, tmp_path, [], str(photo), "", 4, 0, 1.0, "ink", 1.0)
+    stream = run_edit(context.editor, tmp_path, [], str(photo), "", 4, 0, 1.0, None, "ink", 1.0)
     updates = []
     with pytest.raises(gr.Error) as raised:
         for update in stream:
