@@ -84,7 +84,7 @@ Loss: rectified-flow matching on the velocity, logit-normal timesteps; AdamW at
 weights: {config.get('shipped_weights', 'ema')} (an EMA of decay {config['ema_decay']} is tracked too; over a run this short
 it lags behind the optimizer's weights).
 
-## Measured quality (held-out photos, native resolution, {metrics['default_steps']} Euler steps)
+## Measured quality (held-out photos, native resolution, {metrics['default_steps']} Euler steps, standard starting noise)
 
 Identity edits, PSNR against the photo:
 
@@ -119,6 +119,12 @@ instruction whose row above shows no gain over the unedited photo is not learned
 training length, and edits that change a photo can show seams along the 8x8 patch grid (seen
 in the studio after 2000 steps); identity fidelity, which bounds every style trained on top, is
 what the recipe optimises first.
+
+Edits start from zero noise by default (`edit_noise_scale` 0 in `config.json`;
+`SamplerSettings.noise_scale` overrides it): the Euler walk then follows the model's mean
+prediction, every edit is the same for every seed, and the identity and instruction edits above
+score higher than with standard noise (`python -m engine.bench.noise_scale`, BENCHMARKS.md).
+Generation always draws standard noise.
 """
     write_text_atomic(folder / "MODEL_CARD.md", text)
 
