@@ -2,8 +2,8 @@
 (``python -m engine.bench.noise_scale``).
 
 Flow samplers start from standard normal noise; scaling it down is the reduced-temperature
-sampling of Glow (Kingma & Dhariwal 2018, section 5), and at 0 the Euler walk is the deterministic
-path of the model's mean prediction. For an edit whose target is a deterministic function of the
+sampling of Glow (Kingma & Dhariwal 2018, section 5); at 0 the Euler walk starts from the noise's
+mean and is deterministic. For an edit whose target is a deterministic function of the
 photo, as every style in a user's pairs is, the noise carries nothing the result needs. This
 command measures, at each of ``--scales`` (``SamplerSettings.noise_scale``):
 

@@ -5,8 +5,8 @@ Walks the sigmas of diffusers' ``FlowMatchEulerDiscreteScheduler`` with its ``st
 noised to the first sigma, as diffusers' image-to-image pipelines do (SDEdit, Meng et al. 2022).
 
 The starting noise is scaled by ``noise_scale``, the temperature of Glow's reduced-temperature
-sampling (Kingma & Dhariwal 2018, section 5). At 0 the Euler walk starts from zero and is the
-deterministic path of the flow's mean: the embedded model's edits score higher that way and lose
+sampling (Kingma & Dhariwal 2018, section 5). At 0 the Euler walk starts from zero, the noise's
+mean, and is deterministic: the embedded model's edits score higher that way and lose
 the per-patch colour grid that styled edits read from the noise (BENCHMARKS.md, "Editing from
 zero noise").
 """
