@@ -121,8 +121,8 @@ in the studio after 2000 steps); identity fidelity, which bounds every style tra
 what the recipe optimises first.
 
 Edits start from zero noise by default (`edit_noise_scale` 0 in `config.json`;
-`SamplerSettings.noise_scale` overrides it): the Euler walk then follows the model's mean
-prediction, every edit is the same for every seed, and the identity and instruction edits above
+`SamplerSettings.noise_scale` overrides it): the Euler walk then starts from the noise's mean,
+every edit is the same for every seed, and the identity and instruction edits above
 score higher than with standard noise (`python -m engine.bench.noise_scale`, BENCHMARKS.md).
 Generation always draws standard noise.
 """
