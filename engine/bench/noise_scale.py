@@ -31,8 +31,9 @@ from engine.bench.metrics import psnr
 from engine.bench.styles import STYLES
 from engine.files import write_text_atomic
 from engine.library import StyleLibrary
-from engine.sampling.sampler import SamplerSettings, sample
+from engine.sampling.sampler import SamplerSettings
 from engine.style_edit import StyleEditor
+from engine.train.base_eval import run_edit
 from engine.train.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.train.photo_pool import SHARED_PHOTOS, fit_photo, load_photos, split
 from engine.train.style_metrics import score_pairs
@@ -64,20 +65,15 @@ def score_base(backbone, scales: list[float]) -> dict:
     _, held_out = split(list(photos))
     held = [fit_photo(photos[name], backbone.fit_size(photos[name].shape[1], photos[name].shape[0])) for name in held_out]
 
-    def mean_psnr(prompt: str, truth, settings: SamplerSettings) -> float:
-        total = 0.0
-        for photo in held:
-            source = backbone.encode(photo * 2 - 1)
-            latents = sample(backbone, backbone.encode_prompt([prompt]), source.shape, settings, source=source)
-            total += psnr(((backbone.decode(latents) + 1) / 2).clamp(0, 1), truth(photo)).item()
+    def mean_psnr(prompt: str, truth, scale: float) -> float:
+        total = sum(psnr(run_edit(backbone, photo, prompt, noise_scale=scale), truth(photo)).item() for photo in held)
         return round(total / len(held), 2)
 
     report = {}
     for scale in scales:
-        settings = SamplerSettings(noise_scale=scale)
-        row = {"identity": mean_psnr("", lambda photo: photo, settings)}
+        row = {"identity": mean_psnr("", lambda photo: photo, scale)}
         for instruction, function in GENERIC_EDIT_FUNCTIONS.items():
-            row[instruction] = mean_psnr(instruction, function, settings)
+            row[instruction] = mean_psnr(instruction, function, scale)
         row["mean of instructions"] = round(sum(row[name] for name in GENERIC_EDIT_FUNCTIONS) / len(GENERIC_EDIT_FUNCTIONS), 2)
         report[f"{scale:g}"] = row
         print("base", f"{scale:g}", json.dumps(row), flush=True)

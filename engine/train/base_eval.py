@@ -26,12 +26,14 @@ from engine.train.photo_pool import CropSampler, buckets, fit_photo, load_photos
 GENERATION_SEEDS = 24
 
 
-def run_edit(backbone: EmbeddedBackbone, photo: torch.Tensor, prompt: str, seed: int = 0) -> torch.Tensor:
-    """Edit ``(1, 3, H, W)`` in ``[0, 1]``; returns the same shape in ``[0, 1]``."""
+def run_edit(backbone: EmbeddedBackbone, photo: torch.Tensor, prompt: str, seed: int = 0,
+             noise_scale: float = 1.0) -> torch.Tensor:
+    """Edit ``(1, 3, H, W)`` in ``[0, 1]``; returns the same shape in ``[0, 1]``.
+
+    Standard noise by default, as the model was trained: the card reports the model itself; the
+    default edit (zero noise) is measured beside it by :mod:`engine.bench.noise_scale`."""
     source = backbone.encode(photo * 2 - 1)
-    # Standard noise, as the model was trained: the card reports the model itself; the default
-    # edit (zero noise) is measured beside it by engine.bench.noise_scale.
-    settings = SamplerSettings(seed=seed, noise_scale=1.0)
+    settings = SamplerSettings(seed=seed, noise_scale=noise_scale)
     latents = sample(backbone, backbone.encode_prompt([prompt]), source.shape, settings, source=source)
     return ((backbone.decode(latents) + 1) / 2).clamp(0, 1)
 
