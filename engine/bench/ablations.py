@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 from engine.backbones.registry import load_backbone
+from engine.bench.report import add_out_argument, publish
 from engine.bench.style_benchmark import BenchmarkConfig, run_benchmark
-from engine.files import write_text_atomic
 from engine.moe_lora.config import TARGET_PRESETS, MoELoraConfig
 from engine.train.style_trainer import StyleTrainingConfig
 
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-pairs", type=int, default=10)
     parser.add_argument("--variants", default="", help="Comma-separated variant names (default: all).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of training and sampling.")
-    parser.add_argument("--out", default=None, help="Write the JSON report here too.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     chosen = [name.strip() for name in arguments.variants.split(",") if name.strip()] or list(VARIANTS)
     backbone = load_backbone(arguments.model)
@@ -55,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = {"mean": report["mean"]["moe"], "parameters": report["moe_parameters"], "seconds": report["moe_training_seconds"]}
         print(f"| {name} | {results[name]['mean']['psnr']:.2f} | {results[name]['mean']['ssim']:.3f} | "
               f"{results[name]['mean']['style']:.4f} | {results[name]['parameters']:,} | {results[name]['seconds']:.0f} |", flush=True)
-    if arguments.out:
-        write_text_atomic(arguments.out, json.dumps(results, indent=2))
+    publish(results, arguments.out)
 
 
 if __name__ == "__main__":

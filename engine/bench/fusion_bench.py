@@ -21,7 +21,6 @@ only, style only) in generation mode on the shipped model.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -33,7 +32,7 @@ from PIL import Image
 
 from engine.backbones.registry import load_backbone
 from engine.bench.dataset import load_benchmark_photo
-from engine.files import write_text_atomic
+from engine.bench.report import add_out_argument, publish
 from engine.fusion import FusionConfig, OfflineStyleEmbedding, plan_fusion, render_fusion
 from engine.fusion.config import METHODS
 from engine.fusion.sources import record_layers
@@ -190,7 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench.fusion_bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    parser.add_argument("--out", type=Path, default=None, help="Also write the JSON report here.")
+    add_out_argument(parser)
     return run_command(parser.parse_args(argv))
 
 
@@ -204,11 +203,8 @@ def run_command(arguments: argparse.Namespace) -> int:
             library = Path(folder) / "library"
             shutil.copytree(REPO / "styles", library, ignore=shutil.ignore_patterns(".lock", "*.db-wal", "*.db-shm", "checkpoints"))
         report = run(library, arguments.seeds, arguments.subject_steps, arguments.timing_repeats)
-    text = json.dumps(report, indent=2)
     print(markdown(report))
-    print(text)
-    if arguments.out:
-        write_text_atomic(arguments.out, text + "\n")
+    publish(report, arguments.out)
     return 0
 
 

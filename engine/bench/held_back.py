@@ -50,9 +50,9 @@ from PIL import Image
 from engine.backbones.registry import EMBEDDED
 from engine.bench.dataset import DEFAULT_RESOLUTION, SizeFunction, area_fit, style_slug, write_pairs
 from engine.bench.pair_scores import score_pairs
+from engine.bench.report import add_out_argument, publish
 from engine.bench.styles import StyleSpec, size_scale
 from engine.errors import AtelierError, InputError
-from engine.files import write_text_atomic
 from engine.imaging import load_photo, resize_to
 from engine.train.style_trainer import StyleTrainingConfig
 
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", type=Path, default=None, help="Style library to train into (default: a temporary one).")
     parser.add_argument("--work", type=Path, default=None, help="Keep the pairs and edits in this new folder (default: temporary).")
     parser.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help="Side of the square working area in pixels.")
-    parser.add_argument("--out", type=Path, default=None, help="Write the JSON report here too.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     began = time.perf_counter()
     temporary = None
@@ -296,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
               "total_seconds": round(time.perf_counter() - began, 1)}
     print(markdown_table(styles))
     print(f"\ntotal {report['total_seconds'] / 60:.1f} min")
-    if arguments.out:
-        write_text_atomic(arguments.out, json.dumps(report, indent=2) + "\n")
+    publish(report, arguments.out)
     return 0
 
 

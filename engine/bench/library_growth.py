@@ -25,8 +25,8 @@ from pathlib import Path
 
 from engine.backbones.registry import load_backbone
 from engine.bench.dataset import benchmark_pairs, style_slug, write_pairs
+from engine.bench.report import add_out_argument, publish
 from engine.bench.styles import STYLES
-from engine.files import write_text_atomic
 from engine.library import StyleLibrary
 from engine.style_edit import StyleEditor
 from engine.train.add_style import StyleRequest, train_style
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles, in the order added.")
     parser.add_argument("--steps", type=int, default=None, help="Training steps per style (default: train's default).")
     parser.add_argument("--test-pairs", type=int, default=20, help="Held-out pairs scored per style.")
-    parser.add_argument("--out", type=Path, default=None, help="Write the JSON report here too.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     if arguments.library.exists() and any(arguments.library.iterdir()):
         parser.error(f"{arguments.library} is not empty; give a new folder")
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(styles) >= 2:
             report["after_delete"] = delete_one(arguments.library, styles[1], arguments.test_pairs, work,
                                                 report["history"][-1]["scores"])
-    text = json.dumps(report, indent=2)
-    print(text)
-    if arguments.out:
-        write_text_atomic(arguments.out, text + "\n")
+    publish(report, arguments.out)
     return 0
 
 

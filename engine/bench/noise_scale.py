@@ -28,8 +28,8 @@ import torch
 from engine.backbones.registry import load_backbone
 from engine.bench.dataset import benchmark_pairs
 from engine.bench.metrics import psnr
+from engine.bench.report import add_out_argument, publish
 from engine.bench.styles import STYLES
-from engine.files import write_text_atomic
 from engine.library import StyleLibrary
 from engine.sampling.sampler import SamplerSettings
 from engine.style_edit import StyleEditor
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles present in the library.")
     parser.add_argument("--scales", default="1,0.5,0", help="Comma-separated noise scales in [0, 1].")
     parser.add_argument("--test-pairs", type=int, default=20, help="Held-out pairs per style (1 to 20).")
-    parser.add_argument("--out", default=None, help="Write the JSON report here too.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     try:
         scales = [float(value) for value in arguments.scales.split(",")]
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         editor.release()
         report["base"] = score_base(backbone, scales)
     report["seconds"] = round(time.perf_counter() - began, 1)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if arguments.out:
-        write_text_atomic(arguments.out, text + "\n")
+    publish(report, arguments.out)
 
 
 if __name__ == "__main__":

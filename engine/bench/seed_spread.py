@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 import torch
 
 from engine.backbones.registry import load_backbone
 from engine.bench.dataset import SizeFunction, benchmark_pairs
 from engine.bench.pair_scores import score_pairs, to_unit_tensor
+from engine.bench.report import add_out_argument, publish
 from engine.bench.style_benchmark import _as_pairs, _train
 from engine.edit import edit_photo
 from engine.errors import ConfigError
-from engine.files import write_text_atomic
 from engine.moe_lora.config import MoELoraConfig
 from engine.sampling.sampler import SamplerSettings
 from engine.train.generic_edits import GENERIC_EDIT_FUNCTIONS
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise-scale", type=float, default=1.0,
                         help="Scale of the starting noise (SamplerSettings.noise_scale); the spread is measured at standard "
                              "noise, 1, as the figures in BENCHMARKS.md were. At 0 every edit is seed-independent.")
-    parser.add_argument("--out", default=None, help="Write the JSON report here too.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     variants = [name.strip() for name in arguments.variants.split(",") if name.strip()]
     for variant in variants:
@@ -147,10 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown instruction(s) {', '.join(unknown)}; the model knows {', '.join(GENERIC_EDIT_FUNCTIONS)}")
     report = run(load_backbone(arguments.model), arguments.style, variants, arguments.steps or None, arguments.test_pairs,
                  strengths=strengths, prompts=prompts, noise_scale=arguments.noise_scale)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if arguments.out:
-        write_text_atomic(arguments.out, text + "\n")
+    publish(report, arguments.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ with Debian's Chromium through Playwright as a person would:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -33,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from engine.bench.dataset import load_benchmark_photo, write_pairs
+from engine.bench.report import add_out_argument, publish
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -185,13 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="Timed edits (after one warm-up edit).")
     parser.add_argument("--train-steps", type=int, default=60, help="Steps of the training run measured for memory (0: skip).")
     parser.add_argument("--library", type=Path, default=REPO / "styles", help="Library to copy and serve (default: the shipped one).")
-    parser.add_argument("--out", type=Path, default=None, help="Also write the JSON report here.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     report = measure(arguments.repeats, arguments.train_steps, arguments.library)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if arguments.out:
-        arguments.out.write_text(text + "\n")
+    publish(report, arguments.out)
     return 0
 
 

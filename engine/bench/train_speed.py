@@ -11,7 +11,6 @@ the gain first reaches 90 % of its final value (the target: 5 minutes or less).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from engine.backbones.registry import load_backbone
@@ -53,11 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--styles", default="ink sketch,teal-orange grade", help="Comma-separated benchmark styles.")
     parser.add_argument("--every", type=int, default=50, help="Steps between held-out scorings.")
     parser.add_argument("--test-pairs", type=int, default=8, help="Held-out pairs scored at each point.")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
     backbone = load_backbone(arguments.model)
     report = {name.strip(): style_curve(backbone, name.strip(), arguments.every, arguments.test_pairs)
               for name in arguments.styles.split(",") if name.strip()}
-    print(json.dumps(report, indent=2))
+    publish(report, arguments.out)
 
 
 if __name__ == "__main__":
