@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.moe_lora.layer import add_low_rank_update
 from engine.moe_lora.lora_files import LoraLayer
 
 SUBJECT, STYLE = 0, 1
@@ -80,7 +81,7 @@ class SwitchedLoraLinear(nn.Module):
         if option is None:
             return result
         down, up = option
-        return result + F.linear(F.linear(hidden, down.to(hidden.dtype)), up.to(hidden.dtype))
+        return add_low_rank_update(result, F.linear(hidden, down.to(hidden.dtype)), up.to(hidden.dtype))
 
     def _per_call_weight(self) -> torch.Tensor:
         """The public code's ``get_klora_weight``: both products, both scores, a host-side ``if``."""

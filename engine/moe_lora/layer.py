@@ -37,6 +37,19 @@ class Routing:
     weights: torch.Tensor | None = None
 
 
+def add_low_rank_update(result: torch.Tensor, projected: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """``result + projected @ up^T`` for ``result (..., out)``, ``projected (..., R)``, ``up (out, R)``.
+
+    Without autograd the update is accumulated in place into ``result`` (a layer's fresh output):
+    a new ``(..., out)`` tensor for ``result + update`` is a large allocation at every call, which
+    on this CPU cost more than the update itself (BENCHMARKS.md, styles' cost at edit time).
+    """
+    if not torch.is_grad_enabled() and result.is_contiguous():
+        result.view(-1, result.shape[-1]).addmm_(projected.reshape(-1, projected.shape[-1]), up.t())
+        return result
+    return result + F.linear(projected, up)
+
+
 class MoELoraLinear(nn.Module):
     """A frozen ``nn.Linear`` plus style experts, shared experts and a router."""
 
@@ -197,21 +210,14 @@ class MoELoraLinear(nn.Module):
         result = self.base_layer(hidden)
         if self.folded_weight is not None or self.routing.weights is None or not self.routing.keys:
             return result
-        inference = not torch.is_grad_enabled()
-        static = self.token_router is None and inference
+        static = self.token_router is None and not torch.is_grad_enabled()
         down, up, coefficients = self._static_components() if static else self.components(hidden)
         projected = F.linear(hidden, down.to(hidden.dtype))  # (B, ..., R)
         if coefficients is not None:  # else already in up (see _static_components)
             if coefficients.dim() == 2:
                 coefficients = coefficients.view(coefficients.shape[0], *([1] * (projected.dim() - 2)), -1)
             projected = projected * coefficients.to(hidden.dtype)
-        up = up.to(hidden.dtype)
-        if inference and result.is_contiguous():
-            # Accumulate into the base output: a fresh (B, ..., out) tensor for ``result + update``
-            # is a large allocation at every call, which on this CPU cost more than the update.
-            result.view(-1, self.out_features).addmm_(projected.reshape(-1, projected.shape[-1]), up.t())
-            return result
-        return result + F.linear(projected, up)
+        return add_low_rank_update(result, projected, up.to(hidden.dtype))
 
     def balance_loss(self) -> torch.Tensor:
         """Switch-Transformer load balancing over the gates of the last forward pass,
