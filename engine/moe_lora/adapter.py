@@ -22,17 +22,23 @@ from engine.backbones.base import Backbone
 from engine.configuration import from_dict, to_dict
 from engine.errors import InputError
 from engine.files import atomic_path
-from engine.moe_lora.config import TARGET_PRESETS, MoELoraConfig
+from engine.moe_lora.config import INPUT_OUTPUT, TARGET_PRESETS, MoELoraConfig
 from engine.moe_lora.layer import MoELoraLinear, Routing
+from engine.moe_lora.lora_files import linear_layer_shapes
 
 FORMAT = "atelier-moe-lora/1"
 
 
 def target_layers(backbone: Backbone, targets: str) -> list[str]:
-    """The backbone's adaptable layers that the target preset selects."""
+    """The backbone's adaptable layers that the target preset selects: block layers by name, then
+    (``all+io``) the model's input and output layers that it has as linear layers."""
     preset = TARGET_PRESETS[targets]
-    return [name for name in backbone.adapter_targets()
-            if name.split(".")[0] in preset["blocks"] and any(fragment in name for fragment in preset["fragments"])]
+    names = [name for name in backbone.adapter_targets()
+             if name.split(".")[0] in preset["blocks"] and any(fragment in name for fragment in preset["fragments"])]
+    if preset["input_output"]:
+        shapes = linear_layer_shapes(backbone.transformer)  # lists a wrapped layer under its own name
+        names += [name for name in INPUT_OUTPUT if name in shapes]
+    return names
 
 
 def new_expert_key() -> str:

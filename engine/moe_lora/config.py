@@ -11,12 +11,18 @@ from engine.configuration import option, require
 ATTENTION = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
              "attn.add_v_proj", "attn.to_add_out")
 FEED_FORWARD = ("ff.net", "ff_context.net", "proj_mlp", "proj_out")
+# The model's own input and output layers, outside the blocks: the patch embedding (x_embedder,
+# packed patch -> hidden) and the output projection (proj_out, hidden -> packed patch). On the
+# embedded pixel-space model they are the only layers that see a patch's pixels.
+INPUT_OUTPUT = ("x_embedder", "proj_out")
+BLOCKS = ("transformer_blocks", "single_transformer_blocks")
 TARGET_PRESETS: dict[str, dict] = {
-    "attention": {"fragments": ATTENTION, "blocks": ("transformer_blocks", "single_transformer_blocks")},
-    "feed_forward": {"fragments": FEED_FORWARD, "blocks": ("transformer_blocks", "single_transformer_blocks")},
-    "double": {"fragments": ATTENTION + FEED_FORWARD, "blocks": ("transformer_blocks",)},
-    "single": {"fragments": ATTENTION + FEED_FORWARD, "blocks": ("single_transformer_blocks",)},
-    "all": {"fragments": ATTENTION + FEED_FORWARD, "blocks": ("transformer_blocks", "single_transformer_blocks")},
+    "attention": {"fragments": ATTENTION, "blocks": BLOCKS, "input_output": False},
+    "feed_forward": {"fragments": FEED_FORWARD, "blocks": BLOCKS, "input_output": False},
+    "double": {"fragments": ATTENTION + FEED_FORWARD, "blocks": ("transformer_blocks",), "input_output": False},
+    "single": {"fragments": ATTENTION + FEED_FORWARD, "blocks": ("single_transformer_blocks",), "input_output": False},
+    "all": {"fragments": ATTENTION + FEED_FORWARD, "blocks": BLOCKS, "input_output": False},
+    "all+io": {"fragments": ATTENTION + FEED_FORWARD, "blocks": BLOCKS, "input_output": True},
 }
 ROUTERS = ("style", "token")
 GATES = ("softmax", "top_k")
@@ -31,8 +37,9 @@ class MoELoraConfig:
     routing). Every expert is a sum of ``rank`` rank-1 components, each with a 0/1 mask.
     """
 
-    targets: str = option("all", f"Where LoRA goes, by module name: one of {', '.join(TARGET_PRESETS)} "
-                                 "(every block layer: chosen by measurement, BENCHMARKS.md).")
+    targets: str = option("all+io", f"Where LoRA goes, by module name: one of {', '.join(TARGET_PRESETS)}; 'all' is "
+                                    "every block layer, 'all+io' adds the patch embedding and output projection "
+                                    "(the default, chosen by measurement: BENCHMARKS.md).")
     rank: int = option(8, "Rank-1 components per expert before pruning.")
     alpha: float = option(8.0, "LoRA scale numerator: the update is multiplied by alpha / rank.")
     num_shared_experts: int = option(2, "Experts shared by all styles, mixed by the router (0: style experts only).")

@@ -162,6 +162,18 @@ def test_target_presets_select_by_module_name():
     assert set(backbone.adapter_targets()) == set(target_layers(backbone, "all"))  # names unchanged by wrapping
 
 
+def test_all_and_io_adds_the_patch_embedding_and_output_projection():
+    backbone = EmbeddedBackbone.from_config("tiny")
+    blocks = target_layers(backbone, "all")
+    assert target_layers(backbone, "all+io") == blocks + ["x_embedder", "proj_out"]
+    adapter = MoELoraAdapter(backbone, MoELoraConfig(targets="all+io"))
+    modules = dict(backbone.transformer.named_modules())
+    assert isinstance(modules["x_embedder"], MoELoraLinear) and isinstance(modules["proj_out"], MoELoraLinear)
+    assert target_layers(backbone, "all+io") == blocks + ["x_embedder", "proj_out"]  # unchanged by wrapping
+    adapter.remove()
+    assert isinstance(dict(backbone.transformer.named_modules())["proj_out"], torch.nn.Linear)
+
+
 def test_unknown_style_and_parameter_count():
     backbone, adapter, keys = make(MoELoraConfig(rank=2, num_shared_experts=0, targets="attention"), styles=1)
     with pytest.raises(InputError, match="no expert"):
