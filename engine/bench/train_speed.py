@@ -15,6 +15,7 @@ import time
 
 from engine.backbones.registry import load_backbone
 from engine.bench.dataset import benchmark_pairs
+from engine.bench.report import add_out_argument, publish
 from engine.bench.style_benchmark import _as_pairs, _evaluate
 from engine.moe_lora.adapter import MoELoraAdapter
 from engine.moe_lora.config import MoELoraConfig

@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import pytest
@@ -32,3 +33,13 @@ def test_a_failed_write_keeps_the_earlier_report(tmp_path, monkeypatch):
         publish({"later": True}, out)
     assert out.read_text() == '{"earlier": true}\n'
     assert [path.name for path in tmp_path.iterdir()] == ["run.json"]
+
+
+@pytest.mark.parametrize("script", ["ablations", "fusion_bench", "held_back", "library_growth", "noise_scale",
+                                    "seed_spread", "studio_speed", "train_speed"])
+def test_every_reporting_script_offers_out(script, capsys):
+    module = importlib.import_module(f"engine.bench.{script}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])  # builds the whole parser, shared --out included
+    assert exit_info.value.code == 0
+    assert "--out" in capsys.readouterr().out
