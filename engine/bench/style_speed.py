@@ -2,9 +2,10 @@
 (``python -m engine.bench.style_speed``).
 
 * Edit: a base edit, an edit with one style folded into the weights, with a two-style mix
-  folded (each timed against base edits in its own interleaved run while folded, the steady
-  state of the studio and CLI, which keep a mix folded while it is reused), and with the
-  two-style mix unfolded (the adapter path run at every layer); and the one-off cost of folding.
+  folded (the steady state of the studio and CLI, which keep a mix folded while it is reused),
+  with the two-style mix unfolded (the adapter path run at every layer), and unfolded with a
+  new mix at every edit (each layer rebuilds its cached factors); each timed against base edits
+  in its own interleaved run. And the one-off cost of folding.
 * Training: one optimizer step of the MoE LoRA (one style expert plus the shared experts) against
   one step of a plain peft LoRA whose rank equals the MoE's total rank (all components of the
   style and shared experts), same batch, same layers.
@@ -13,12 +14,13 @@
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 
 from engine.backbones.registry import load_backbone
+from engine.bench.report import add_out_argument, publish
 from engine.bench.timing import interleaved_medians
 from engine.edit import edit_photo
 from engine.imaging import to_pil
@@ -49,16 +51,33 @@ def edit_costs(model: str, repeats: int, targets: str = MoELoraConfig.targets) -
         edit_photo(backbone, photo, settings)
 
     def unfolded():
+        # Routed afresh at each edit; the same mix again reuses every layer's cached factors.
         adapter.route({first: 0.5, second: 0.5})
         styled_edit()
         adapter.clear_routing()
 
-    variants = {"base": lambda: edit_photo(plain, photo, settings), "two-style mix unfolded": unfolded}
-    seconds = interleaved_medians(variants, repeats)
+    new_mixes = itertools.cycle([0.4, 0.6])
+
+    def unfolded_new_mix():
+        # A mix unlike the last one at every edit: every layer rebuilds its factors once.
+        weight = next(new_mixes)
+        adapter.route({first: weight, second: 1 - weight})
+        styled_edit()
+        adapter.clear_routing()
+
+    def base():
+        edit_photo(plain, photo, settings)
+
+    # Each variant against base edits in its own interleaved run: the layers keep one cached
+    # mix, so interleaving two unfolded variants would make both rebuild at every edit.
+    seconds = interleaved_medians({"base": base, "two-style mix unfolded": unfolded}, repeats)
+    pair = interleaved_medians({"base": base, "two-style mix unfolded, a new mix each edit": unfolded_new_mix}, repeats)
+    for label, value in pair.items():
+        seconds.setdefault(label, seconds["base"] * value / pair["base"])
     for label, mix in (("one style folded", {first: 1.0}), ("two-style mix folded", {first: 0.5, second: 0.5})):
         # Steady state: the studio and CLI keep a mix folded while it is reused (StyleEditor).
         adapter.fold(mix)
-        pair = interleaved_medians({"base": variants["base"], label: styled_edit}, repeats)
+        pair = interleaved_medians({"base": base, label: styled_edit}, repeats)
         adapter.unfold()
         seconds[label] = seconds["base"] * pair[label] / pair["base"]
     fold = interleaved_medians({"fold": lambda: (adapter.fold({first: 1.0}), adapter.unfold())}, repeats)["fold"]
@@ -113,11 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="Training batch size.")
     parser.add_argument("--targets", default=MoELoraConfig.targets, choices=list(TARGET_PRESETS),
                         help="Where the MoE LoRA goes (default: the MoE LoRA's default).")
+    add_out_argument(parser)
     arguments = parser.parse_args(argv)
-    print(json.dumps({"targets": arguments.targets,
-                      "edit": edit_costs(arguments.model, arguments.repeats, arguments.targets),
-                      "training": training_costs(arguments.model, arguments.repeats, arguments.batch_size, arguments.targets)}, indent=2))
-
+    publish({"targets": arguments.targets,
+             "edit": edit_costs(arguments.model, arguments.repeats, arguments.targets),
+             "training": training_costs(arguments.model, arguments.repeats, arguments.batch_size, arguments.targets)},
+            arguments.out)
 
 if __name__ == "__main__":
     main()

@@ -169,15 +169,21 @@ class MoELoraLinear(nn.Module):
             self.base_layer.weight.data = self.folded_weight
             self.folded_weight = None
 
-    def _static_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """:meth:`components` for a style router at inference, cached until the routing or any
-        expert tensor changes (tensor version counters move on every in-place write, and adding
-        or removing a style replaces tensors), so an unfolded mix does not rebuild its
-        concatenated experts at every step. With one mix for the whole batch the coefficients
-        are folded into ``up`` and ``None`` is returned in their place."""
+    def _static_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The update's factors for a style router at inference: ``down_t (in, R)``,
+        ``up_t (R, out)`` (both contiguous, in the base weight's dtype) and the coefficients
+        ``(B, R)``, or ``None`` when one mix serves the whole batch and they are folded into
+        ``up_t``.
+
+        Cached until the routing or any expert tensor changes (tensor version counters move on
+        every in-place write, and adding or removing a style replaces tensors), so an unfolded
+        mix does not rebuild its concatenated experts at every step. Stored transposed so the
+        forward pass calls the two matrix products directly: at edit time the per-call
+        dispatch, not only the arithmetic, is what an unfolded mix costs over a base edit.
+        """
         weights = self.routing.weights
         if weights.is_inference():
-            return self._uncached_static_components()
+            return self._build_static_factors()
         # The weights tensor itself is kept (not its id, which a new tensor may reuse once the
         # old one is freed). Checked at every forward pass, so only version counters are read
         # here; the expert tensors are gathered again only when the cache is rebuilt.
@@ -190,34 +196,55 @@ class MoELoraLinear(nn.Module):
             tensors += [self.style_down[key], self.style_up[key], self.style_mask[key], self.style_router[key]]
         if any(tensor.is_inference() for tensor in tensors):
             self._cache_weights = None
-            return self._uncached_static_components()
-        self._cache = self._uncached_static_components()
+            return self._build_static_factors()
+        self._cache = self._build_static_factors()
         self._cache_weights, self._cache_routing = weights, routing
         self._cache_versions = [(tensor, tensor._version) for tensor in tensors]
         return self._cache
 
-    def _uncached_static_components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """What :meth:`_static_components` returns, built afresh. Used directly when routing or
+    def _build_static_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What :meth:`_static_factors` returns, built afresh. Used directly when routing or
         experts were made under ``torch.inference_mode``: inference tensors keep no version
         counter, so a cache of them could not see a change."""
         down, up, coefficients = self.components()
         if coefficients.shape[0] == 1:
-            return down, up * coefficients[0], None
-        return down, up, coefficients
+            # Components a mix switches off (pruned, an unmixed style, a top-k gate's losers)
+            # are dropped rather than multiplied by zero at every call.
+            scale, kept = coefficients[0], coefficients[0] != 0
+            if not bool(kept.all()):  # boolean indexing is a third of a rebuild's time
+                down, up, scale = down[kept], up[:, kept], scale[kept]
+            up, coefficients = up * scale, None
+        dtype = self.base_layer.weight.dtype
+        return down.t().contiguous().to(dtype), up.t().contiguous().to(dtype), coefficients
+
+    def _add_static_update(self, hidden: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """``result + update(hidden)`` without autograd for a style router; ``hidden (B, ..., in)``."""
+        down_t, up_t, coefficients = self._static_factors()
+        if down_t.shape[1] == 0:
+            return result
+        if down_t.dtype != hidden.dtype:
+            down_t, up_t = down_t.to(hidden.dtype), up_t.to(hidden.dtype)
+        projected = hidden.reshape(-1, self.in_features).mm(down_t)  # (N, R)
+        if coefficients is not None:
+            rank = coefficients.shape[1]  # (B, R) against the rows of B samples: broadcasting checks B
+            projected = (projected.view(hidden.shape[0], -1, rank) * coefficients.to(hidden.dtype).unsqueeze(1)).view(-1, rank)
+        if result.is_contiguous():
+            result.view(-1, self.out_features).addmm_(projected, up_t)
+            return result
+        return result + projected.mm(up_t).view(result.shape)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden``: ``(B, ..., in)``; returns ``(B, ..., out)``."""
         result = self.base_layer(hidden)
         if self.folded_weight is not None or self.routing.weights is None or not self.routing.keys:
             return result
-        static = self.token_router is None and not torch.is_grad_enabled()
-        down, up, coefficients = self._static_components() if static else self.components(hidden)
+        if self.token_router is None and not torch.is_grad_enabled():
+            return self._add_static_update(hidden, result)
+        down, up, coefficients = self.components(hidden)
         projected = F.linear(hidden, down.to(hidden.dtype))  # (B, ..., R)
-        if coefficients is not None:  # else already in up (see _static_components)
-            if coefficients.dim() == 2:
-                coefficients = coefficients.view(coefficients.shape[0], *([1] * (projected.dim() - 2)), -1)
-            projected = projected * coefficients.to(hidden.dtype)
-        return add_low_rank_update(result, projected, up.to(hidden.dtype))
+        if coefficients.dim() == 2:
+            coefficients = coefficients.view(coefficients.shape[0], *([1] * (projected.dim() - 2)), -1)
+        return add_low_rank_update(result, projected * coefficients.to(hidden.dtype), up.to(hidden.dtype))
 
     def balance_loss(self) -> torch.Tensor:
         """Switch-Transformer load balancing over the gates of the last forward pass,

@@ -275,3 +275,46 @@ def test_routing_set_under_inference_mode_edits_unfolded():
         reference = velocity(backbone).detach()
     torch.testing.assert_close(mixed, reference, atol=1e-5, rtol=1e-4)
     assert (mixed - first).abs().max() > 1e-3
+
+
+def test_routing_the_same_mix_again_keeps_each_layers_inference_cache():
+    backbone, adapter, keys = make(MoELoraConfig(rank=2))
+    randomise(adapter)
+    adapter.route({keys[0]: 0.5, keys[1]: 0.5})
+    with torch.no_grad():
+        first = velocity(backbone)
+    layer = next(iter(adapter.layers.values()))
+    cached = layer._cache
+    adapter.clear_routing()
+    adapter.route({keys[0]: 0.5, keys[1]: 0.5})
+    with torch.no_grad():
+        again = velocity(backbone)
+    assert layer._cache is cached
+    torch.testing.assert_close(again, first)
+    adapter.route({keys[0]: 0.25, keys[1]: 0.75})
+    with torch.no_grad():
+        other = velocity(backbone)
+    assert layer._cache is not cached
+    assert (other - first).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("gate", ["softmax", "top_k"])
+def test_inference_drops_the_components_a_mix_switches_off(gate):
+    # Pruned components, the styles outside the mix and a top-k gate's losers cost nothing at
+    # inference, and the output still equals the differentiable path's.
+    backbone, adapter, keys = make(MoELoraConfig(rank=3, gate=gate, top_k=1), styles=3)
+    randomise(adapter)
+    with torch.no_grad():
+        for layer in adapter.layers.values():
+            layer.style_mask[keys[0]][0] = 0.0
+            layer.shared_mask[1, 2] = 0.0
+    adapter.route({keys[0]: 0.6, keys[1]: 0.4})
+    with torch.no_grad():
+        inference = velocity(backbone)
+    layer = next(iter(adapter.layers.values()))
+    down_t, up_t, coefficients = layer._static_factors()
+    active_shared = 3 * 2 - 1 if gate == "softmax" else int(layer.shared_mask[layer.gates()[0] > 0].sum())
+    assert coefficients is None and down_t.shape[1] == up_t.shape[0] == 2 + 3 + active_shared
+    with torch.enable_grad():
+        reference = velocity(backbone).detach()
+    torch.testing.assert_close(inference, reference, atol=1e-5, rtol=1e-4)
