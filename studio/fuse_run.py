@@ -28,7 +28,8 @@ STYLE_KINDS = ("moe", "lora")
 GENERATE, EDIT = "Generate", "Edit a photo"
 COMPARED = (("est", "EST-LoRA"), ("klora", "K-LoRA"), ("merge", "Merge"))
 METHOD_LABELS = {"est": "EST-LoRA", "klora": "K-LoRA", "merge": "Merge", "subject": "Subject only", "style": "Style only"}
-PRESET_FIELDS = ("subject", "style", "mode", "method", "alpha", "style_bias", "subject_scale", "style_scale", "seed", "steps")
+PRESET_FIELDS = ("subject", "style", "mode", "method", "alpha", "style_bias", "subject_scale", "style_scale", "seed", "steps",
+                 "union_layers")
 
 
 def page_error(error: Exception, title: str) -> gr.Error:
@@ -69,9 +70,10 @@ def _request(context: StudioContext, subject: str | None, style: str | None, mod
     return photo, settings
 
 
-def _config(method: str, alpha: float, style_bias: float, subject_scale: float, style_scale: float) -> FusionConfig:
+def _config(method: str, alpha: float, style_bias: float, subject_scale: float, style_scale: float,
+            union_layers: bool) -> FusionConfig:
     return FusionConfig(method=method, alpha=float(alpha), style_bias=float(style_bias), subject_scale=float(subject_scale),
-                        style_scale=float(style_scale))
+                        style_scale=float(style_scale), layers="union" if union_layers else "same")
 
 
 def describe(result, method: str) -> str:
@@ -96,11 +98,11 @@ def _fuse_once(context: StudioContext, subject: str, style: str, config: FusionC
 
 
 def run_fusion(context: StudioContext, subject, style, mode, photo_path, method, alpha, style_bias, subject_scale,
-               style_scale, seed, steps) -> Iterator[tuple[Any, Any, str]]:
+               style_scale, seed, steps, union_layers=False) -> Iterator[tuple[Any, Any, str]]:
     """Stream ``(preview, result, status)`` for one fusion."""
     try:
         photo, settings = _request(context, subject, style, mode, photo_path, seed, steps)
-        config = _config(method, alpha, style_bias, subject_scale, style_scale)
+        config = _config(method, alpha, style_bias, subject_scale, style_scale, union_layers)
     except AtelierError as error:
         raise page_error(error, "Cannot fuse") from error
     yield gr.update(value=None, visible=True), gr.skip(), "Waiting for the model…"
@@ -126,11 +128,12 @@ def run_fusion(context: StudioContext, subject, style, mode, photo_path, method,
 
 
 def run_compare(context: StudioContext, subject, style, mode, photo_path, alpha, style_bias, subject_scale, style_scale,
-                seed, steps) -> Iterator[tuple[Any, str]]:
+                seed, steps, union_layers=False) -> Iterator[tuple[Any, str]]:
     """EST-LoRA, K-LoRA and merge with the same seed, added to a gallery one by one."""
     try:
         photo, settings = _request(context, subject, style, mode, photo_path, seed, steps)
-        configs = [(label, _config(method, alpha, style_bias, subject_scale, style_scale)) for method, label in COMPARED]
+        configs = [(label, _config(method, alpha, style_bias, subject_scale, style_scale, union_layers))
+                   for method, label in COMPARED]
     except AtelierError as error:
         raise page_error(error, "Cannot compare") from error
     images: list[tuple[Image.Image, str]] = []

@@ -45,6 +45,8 @@ def build_fuse_tab(context: StudioContext) -> None:
             with gr.Row():
                 subject_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Subject scale", elem_id="fuse-subject-scale")
                 style_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Style scale", elem_id="fuse-style-scale")
+            union_layers = gr.Checkbox(False, label="Allow LoRAs on different layers (layers='union')",
+                                       info=help_of(FusionConfig, "layers"), elem_id="fuse-union-layers")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="fuse-seed")
                 steps = gr.Slider(1, 50, value=context.backbone.default_steps, step=1, label="Steps", elem_id="fuse-steps")
@@ -66,12 +68,12 @@ def build_fuse_tab(context: StudioContext) -> None:
 
     mode.change(lambda chosen: gr.update(visible=chosen == fuse_run.EDIT), mode, photo, queue=False, **PRIVATE)
     settings = [subject, style, mode, photo]
-    sliders = [alpha, style_bias, subject_scale, style_scale, seed, steps]
+    sliders = [alpha, style_bias, subject_scale, style_scale, seed, steps, union_layers]
     run.click(partial(fuse_run.run_fusion, context), [*settings, method, *sliders], [preview, result, status],
               concurrency_limit=1, concurrency_id=FUSE_QUEUE, show_progress="minimal", **PRIVATE)
     compare.click(partial(fuse_run.run_compare, context), [*settings, *sliders], [compared, status],
                   concurrency_limit=1, concurrency_id=FUSE_QUEUE, show_progress="minimal", **PRIVATE)
-    preset_values = [subject, style, mode, method, alpha, style_bias, subject_scale, style_scale, seed, steps]
+    preset_values = [subject, style, mode, method, alpha, style_bias, subject_scale, style_scale, seed, steps, union_layers]
     version = context.library_version
 
     def save_handler(name, version_value, *values):

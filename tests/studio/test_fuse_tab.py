@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine import style_ops
 from studio import fuse_run
 from studio.app import build_studio
+from tests.moe_lora.moe_fixtures import base_backbone
 from tests.studio.studio_fixtures import styled_context
+from tests.test_style_ops import peft_lora
 
-SLIDERS = (1.5, 0.0, 1.0, 1.0, 3, 3)  # alpha, style bias, subject scale, style scale, seed, steps
+SLIDERS = (1.5, 0.0, 1.0, 1.0, 3, 3, False)  # alpha, style bias, subject scale, style scale, seed, steps, union
 
 
 @pytest.fixture()
@@ -27,7 +30,7 @@ def test_the_page_builds(context) -> None:
     studio = build_studio(context)
     found = {block.elem_id for block in studio.blocks.values() if getattr(block, "elem_id", None)}
     assert {"fuse-subject", "fuse-style", "fuse-method", "fuse-alpha", "fuse-style-bias", "fuse-run", "fuse-compare",
-            "fuse-preset-save"} <= found
+            "fuse-preset-save", "fuse-union-layers"} <= found
 
 
 def test_a_fusion_streams_previews_and_leaves_the_workshop_model_as_it_was(context) -> None:
@@ -48,7 +51,7 @@ def test_compare_renders_three_methods_with_one_seed(context) -> None:
 
 
 def test_presets_save_and_load(context) -> None:
-    values = ("cat", "ink", fuse_run.GENERATE, "klora", 1.2, 0.1, 0.9, 1.1, 5, 4)
+    values = ("cat", "ink", fuse_run.GENERATE, "klora", 1.2, 0.1, 0.9, 1.1, 5, 4, True)
     dropdown, status, version = fuse_run.save_preset(context, "my blend", 0, *values)
     assert dropdown["value"] == "my blend" and version == 1
     loaded = fuse_run.load_preset(context, "my blend")
@@ -63,3 +66,14 @@ def test_presets_save_and_load(context) -> None:
 def test_misuse_gets_a_message(context, subject, style, mode, message) -> None:
     with pytest.raises(gr.Error, match=message):
         list(fuse_run.run_fusion(context, subject, style, mode, None, "est", *SLIDERS))
+
+
+def test_loras_on_different_layers_fuse_only_when_allowed(context, tmp_path: Path) -> None:
+    # An imported LoRA on two layers against a style on every adapted layer: refused with the
+    # engine's message (which names layers='union', the checkbox's label), fused when ticked.
+    style_ops.import_lora(context.library, peft_lora(tmp_path / "two.safetensors", base_backbone()), "two layers", base_backbone())
+    same, union = SLIDERS[:-1] + (False,), SLIDERS[:-1] + (True,)
+    with pytest.raises(gr.Error, match="only the style LoRA changes.*layers=.*union"):
+        list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *same))
+    preview, result, status = list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *union))[-1]
+    assert isinstance(result["value"], Image.Image) and "layers on the subject" in status
