@@ -139,5 +139,6 @@ def main(argv: list[str] | None = None) -> None:
              "training": training_costs(arguments.model, arguments.repeats, arguments.batch_size, arguments.targets)},
             arguments.out)
 
+
 if __name__ == "__main__":
     main()

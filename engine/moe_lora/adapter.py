@@ -104,8 +104,8 @@ class MoELoraAdapter:
         if (previous is not None and previous[0] == keys and not previous[1].is_inference()
                 and torch.equal(previous[1], weights)):
             # The same tensor again, so each layer's inference cache of its update factors
-            # (keyed on this tensor) still holds: rebuilding all of them costs about 2 % of an
-            # edit on the embedded model.
+            # (keyed on this tensor) still holds; rebuilding them all is a measurable part of an
+            # unfolded edit (BENCHMARKS.md, styles' cost at edit time).
             weights = previous[1]
         self._last_mix = (keys, weights)
         self.routing.keys = keys

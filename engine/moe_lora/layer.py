@@ -211,7 +211,7 @@ class MoELoraLinear(nn.Module):
             # Components a mix switches off (pruned, an unmixed style, a top-k gate's losers)
             # are dropped rather than multiplied by zero at every call.
             scale, kept = coefficients[0], coefficients[0] != 0
-            if not bool(kept.all()):  # boolean indexing is a third of a rebuild's time
+            if not bool(kept.all()):  # boolean indexing is costly next to the rest of a rebuild
                 down, up, scale = down[kept], up[:, kept], scale[kept]
             up, coefficients = up * scale, None
         dtype = self.base_layer.weight.dtype
