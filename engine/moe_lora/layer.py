@@ -227,11 +227,8 @@ class MoELoraLinear(nn.Module):
         projected = hidden.reshape(-1, self.in_features).mm(down_t)  # (N, R)
         if coefficients is not None:
             rank = coefficients.shape[1]  # (B, R) against the rows of B samples: broadcasting checks B
-            projected = (projected.view(hidden.shape[0], -1, rank) * coefficients.to(hidden.dtype).unsqueeze(1)).view(-1, rank)
-        if result.is_contiguous():
-            result.view(-1, self.out_features).addmm_(projected, up_t)
-            return result
-        return result + projected.mm(up_t).view(result.shape)
+            projected = projected.view(hidden.shape[0], -1, rank) * coefficients.to(hidden.dtype).unsqueeze(1)
+        return add_low_rank_update(result, projected.view(*hidden.shape[:-1], -1), up_t.t())
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """``hidden``: ``(B, ..., in)``; returns ``(B, ..., out)``."""

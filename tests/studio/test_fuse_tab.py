@@ -72,8 +72,8 @@ def test_loras_on_different_layers_fuse_only_when_allowed(context, tmp_path: Pat
     # An imported LoRA on two layers against a style on every adapted layer: refused with the
     # engine's message (which names layers='union', the checkbox's label), fused when ticked.
     style_ops.import_lora(context.library, peft_lora(tmp_path / "two.safetensors", base_backbone()), "two layers", base_backbone())
-    same, union = SLIDERS[:-1] + (False,), SLIDERS[:-1] + (True,)
+    union = SLIDERS[:-1] + (True,)
     with pytest.raises(gr.Error, match="only the style LoRA changes.*layers=.*union"):
-        list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *same))
+        list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *SLIDERS))
     preview, result, status = list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *union))[-1]
     assert isinstance(result["value"], Image.Image) and "layers on the subject" in status
