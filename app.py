@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model, build the studio and serve it until interrupted."""
     args = parse_args(argv)
     # torch and gradio load after parsing, so --help answers at once.
-    from engine.backbones.registry import compute_dtype, load_backbone
-    from engine.errors import AtelierError
+    from engine.core.errors import AtelierError
     from engine.library import StyleLibrary
+    from engine.models.backbones.registry import compute_dtype, load_backbone
     from studio.app import build_studio, launch_studio
     from studio.context import new_context
 

@@ -4,6 +4,6 @@ The engine never imports the UI. ``studio/`` and the CLI (``python -m engine``) 
 the same calls.
 """
 
-from engine.errors import AtelierError, InputError
+from engine.core.errors import AtelierError, InputError
 
 __all__ = ["AtelierError", "InputError"]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.backbones.base import Backbone
-from engine.backbones.registry import load_backbone
 from engine.library import StyleLibrary
-from engine.style_edit import StyleEditor
+from engine.models.backbones.base import Backbone
+from engine.models.backbones.registry import load_backbone
+from engine.services.style_edit import StyleEditor
 
 
 @dataclass

@@ -5,7 +5,7 @@ to widget updates; the layout and wiring are in :mod:`studio.edit_tab`.
 
 * :func:`check_request` refuses what the engine would refuse before the request waits for the
   model (no concurrency limit, so it answers at once even while another edit runs);
-* :func:`run_edit` runs :meth:`engine.style_edit.StyleEditor.edit` in a worker thread
+* :func:`run_edit` runs :meth:`engine.services.style_edit.StyleEditor.edit` in a worker thread
   (:func:`studio.streaming.stream_call`) and yields each step's estimate, then the result as a
   before/after slider, a PNG download and an updated gallery of recent results.
 """
@@ -23,10 +23,10 @@ from typing import Any, Iterator, Sequence
 import gradio as gr
 from PIL import Image
 
-from engine.errors import AtelierError, InputError
-from engine.imaging import load_photo, resize_to, save_image
-from engine.sampling.sampler import SamplerSettings
-from engine.style_edit import MAX_MIX, StyleEditor
+from engine.core.errors import AtelierError, InputError
+from engine.core.imaging import load_photo, resize_to, save_image
+from engine.models.sampling.sampler import SamplerSettings
+from engine.services.style_edit import MAX_MIX, StyleEditor
 from studio.streaming import Finished, stream_call
 
 LOGGER = logging.getLogger(__name__)

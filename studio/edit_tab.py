@@ -16,10 +16,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.configuration import help_of
+from engine.core.configuration import help_of
 from engine.library import StyleLibrary
-from engine.sampling.sampler import SamplerSettings
-from engine.style_edit import MAX_MIX
+from engine.models.sampling.sampler import SamplerSettings
+from engine.services.style_edit import MAX_MIX
 from studio.context import StudioContext
 from studio.edit_run import NO_STYLE, check_request, default_setting, run_edit
 

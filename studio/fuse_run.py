@@ -14,11 +14,11 @@ from typing import Any, Iterator
 import gradio as gr
 from PIL import Image
 
-from engine.errors import AtelierError, InputError
+from engine.core.errors import AtelierError, InputError
+from engine.core.imaging import load_photo
 from engine.fusion import FusionConfig, plan_fusion, render_fusion
 from engine.fusion.sources import record_layers
-from engine.imaging import load_photo
-from engine.sampling.sampler import SamplerSettings
+from engine.models.sampling.sampler import SamplerSettings
 from studio.context import StudioContext
 from studio.streaming import Finished, stream_call
 

@@ -13,7 +13,7 @@ from functools import partial
 
 import gradio as gr
 
-from engine.configuration import help_of
+from engine.core.configuration import help_of
 from engine.fusion import FusionConfig
 from engine.fusion.config import METHODS
 from studio import fuse_run

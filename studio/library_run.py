@@ -1,5 +1,5 @@
 """The Library page's handlers: list and search styles, show one, rename, edit, export, delete,
-import. Each maps widget values to :mod:`engine.style_ops` and :class:`StyleLibrary` calls and
+import. Each maps widget values to :mod:`engine.services.style_ops` and :class:`StyleLibrary` calls and
 their results (or :class:`AtelierError`) to widget updates; the layout is in
 :mod:`studio.library_tab`.
 
@@ -20,9 +20,9 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from engine import style_ops
-from engine.errors import AtelierError, InputError
+from engine.core.errors import AtelierError, InputError
 from engine.library import StyleRecord
+from engine.services import style_ops
 from studio.context import StudioContext
 
 IMPORTABLE = (".zip", ".safetensors")

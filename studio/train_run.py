@@ -1,6 +1,6 @@
 """The Train page's handlers: check and start a run, poll it, cancel, resume or discard one.
 
-Training runs in :class:`engine.train.jobs.TrainingJobs`' own thread, so no event waits for it:
+Training runs in :class:`engine.services.jobs.TrainingJobs`' own thread, so no event waits for it:
 *Train* starts the job and returns, and a ``gr.Timer`` polls the runner while a job is active.
 Every poll returns the same outputs, in the order of :data:`VIEW`, built by :func:`show_state`;
 ``seen`` (a per-page ``gr.State``) remembers what the page already shows, so unchanged images
@@ -19,13 +19,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from engine.errors import AtelierError, InputError
+from engine.core.errors import AtelierError, InputError
 from engine.library import StyleRecord
-from engine.train.add_style import StyleRequest
-from engine.train.jobs import LOADING, PUBLISHING, JobState, TrainingJobs
-from engine.train.resumable import ResumableRun
-from engine.train.pair_uploads import check_ready, write_pairs_folder
-from engine.train.style_trainer import StyleTrainingConfig
+from engine.services.jobs import LOADING, PUBLISHING, JobState, TrainingJobs
+from engine.training.add_style import StyleRequest
+from engine.training.pair_uploads import check_ready, write_pairs_folder
+from engine.training.resumable import ResumableRun
+from engine.training.style_trainer import StyleTrainingConfig
 from studio.edit_run import page_error
 from studio.train_uploads import PairUploads
 

@@ -4,7 +4,7 @@ steps, the loss and previews, then find it in the library; or resume a run that 
 Layout and wiring only; the handlers are in :mod:`studio.train_uploads` (the pairs) and
 :mod:`studio.train_run` (the job).
 
-* Training runs in a :class:`engine.train.jobs.TrainingJobs` thread on its own copy of the model,
+* Training runs in a :class:`engine.services.jobs.TrainingJobs` thread on its own copy of the model,
   never on the one edits use. *Train* starts it and returns at once; a ``gr.Timer``, active only
   while a job runs, polls the runner. No training event holds a worker for long or uses the
   ``edit`` queue, so the Edit tab stays usable while a style trains.
@@ -18,15 +18,27 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.configuration import help_of
+from engine.core.configuration import help_of
 from engine.library.names import MAX_NAME_LENGTH
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH
-from engine.train.jobs import TrainingJobs
-from engine.train.schedules import TIMESTEP_DISTRIBUTIONS
-from engine.train.style_trainer import LOSS_WEIGHTINGS, StyleTrainingConfig
+from engine.services.jobs import TrainingJobs
+from engine.training.schedules import TIMESTEP_DISTRIBUTIONS
+from engine.training.style_trainer import LOSS_WEIGHTINGS, StyleTrainingConfig
 from studio.context import StudioContext
-from studio.train_run import (ADVANCED, IDLE, attach, cancel_training, check_resume, check_training, default_of, discard_training,
-                              label_of, poll_training, resume_training, start_training)
+from studio.train_run import (
+    ADVANCED,
+    IDLE,
+    attach,
+    cancel_training,
+    check_resume,
+    check_training,
+    default_of,
+    discard_training,
+    label_of,
+    poll_training,
+    resume_training,
+    start_training,
+)
 from studio.train_uploads import PairUploads, remove_pair, summary, update_uploads
 
 # Starting a job is quick (the work is in the runner's thread), so this queue never holds for long.

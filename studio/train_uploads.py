@@ -1,7 +1,7 @@
 """The Train page's uploads: photos for each side or one zip, shown as pairs the user can drop.
 
 The handlers map the upload widgets' values to :class:`PairUploads` (kept in a ``gr.State``) and
-to the pairs gallery; the checks themselves are :mod:`engine.train.pair_uploads`. A pair with a
+to the pairs gallery; the checks themselves are :mod:`engine.training.pair_uploads`. A pair with a
 problem stays in the gallery, marked, so the user sees it and can remove it; training is refused
 until no marked pair is left.
 """
@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.errors import InputError
-from engine.train.add_style import HOLDOUT_FROM
-from engine.train.pair_uploads import THUMBNAIL_SIDE, UploadedImage, UploadedPair, inspect_image, pixel_limit, sort_pairs
-from engine.train.pairs import MIN_PAIRS, extract_zip
+from engine.core.errors import InputError
+from engine.training.add_style import HOLDOUT_FROM
+from engine.training.pair_uploads import THUMBNAIL_SIDE, UploadedImage, UploadedPair, inspect_image, pixel_limit, sort_pairs
+from engine.training.pairs import MIN_PAIRS, extract_zip
 
 MARK = "⚠"  # how the gallery marks a pair that cannot be used
 TILE_GAP = 6

@@ -1,5 +1,5 @@
 """Command-line options built from typed config dataclasses, so each help text is written once:
-in the field's ``metadata["help"]`` (see :func:`engine.configuration.option`)."""
+in the field's ``metadata["help"]`` (see :func:`engine.core.configuration.option`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from engine.configuration import help_of
+from engine.core.configuration import help_of
 
 # Field types a single command-line value can stand for.
 SCALAR_TYPES = (int, float, str)
@@ -32,7 +32,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, nam
 
 def config_from_args(config_type: type, args: argparse.Namespace, names: tuple[str, ...] | None = None) -> Any:
     """Build ``config_type`` from the options :func:`add_config_arguments` added; its validation
-    raises :class:`~engine.errors.ConfigError` for out-of-range values."""
+    raises :class:`~engine.core.errors.ConfigError` for out-of-range values."""
     return config_type(**{field.name: getattr(args, field.name) for field in _fields(config_type, names)})
 
 

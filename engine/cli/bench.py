@@ -1,40 +1,34 @@
-"""``python -m engine bench [styles|fusion]``: the five-style benchmark (``--fast`` for a smoke run),
-or the subject/style fusion benchmark."""
+"""``python -m engine bench [styles|fusion] ...``: starts the benchmarks (``python -m benchmarks``).
+
+The benchmarks are a separate package beside the product, which depends on the engine and not the
+other way round (docs/architecture.md). So this verb imports nothing of them: it runs
+``python -m benchmarks`` with the same arguments as a child process and returns its exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
+import subprocess
+import sys
 
-from engine.backbones.registry import EMBEDDED, load_backbone
-from engine.bench import fusion_bench
-from engine.bench.style_benchmark import FAST, BenchmarkConfig, dumps, markdown_table, run_benchmark
-from engine.cli.arguments import add_config_arguments, config_from_args
-from engine.files import write_text_atomic
+from engine.core.assets import REPOSITORY
+from engine.core.errors import InputError
 
 NAME = "bench"
 SUMMARY = ("Run the five-style benchmark (one MoE LoRA against per-style LoRAs, the base model and the identity), "
-           "or with 'fusion' the subject/style fusion benchmark.")
+           "or with 'fusion' the subject/style fusion benchmark. 'python -m engine bench --help' lists their options.")
+BENCHMARKS = REPOSITORY / "benchmarks"
+FORWARDS_ARGUMENTS = True  # engine.cli passes everything after 'bench' on unparsed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", nargs="?", choices=("styles", "fusion"), default="styles",
-                        help="Which benchmark: 'styles' (default) or 'fusion' (EST-LoRA against K-LoRA and merge).")
-    fusion = parser.add_argument_group("fusion benchmark")
-    fusion_bench.add_arguments(fusion)
-    parser.add_argument("--fast", action="store_true", help="A smoke run: two styles, a few steps, two test pairs (for tests).")
-    parser.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone (default: the embedded model).")
-    parser.add_argument("--out", type=Path, default=None, help="Also write the JSON report here.")
-    add_config_arguments(parser, BenchmarkConfig)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="The benchmark's own arguments.")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.suite == "fusion":
-        return fusion_bench.run_command(args)
-    config = FAST if args.fast else config_from_args(BenchmarkConfig, args)
-    backbone = load_backbone(args.model)
-    report = run_benchmark(backbone, config)
-    if args.out is not None:
-        write_text_atomic(args.out, dumps(report))
-    print(markdown_table(report))
-    return 0
+    if not (BENCHMARKS / "__main__.py").is_file():
+        raise InputError(f"the benchmarks are not in this checkout ({BENCHMARKS}); run them from a full clone of the repository")
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args.arguments], env=environment).returncode

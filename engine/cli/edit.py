@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.backbones.embedded.instructions import GENERATE, INSTRUCTIONS
-from engine.backbones.registry import DTYPE_CHOICES, EMBEDDED, compute_dtype, load_backbone
 from engine.cli.arguments import add_config_arguments, config_from_args
 from engine.cli.progress import ProgressBar
-from engine.edit import edit_photo
-from engine.errors import InputError
-from engine.imaging import SAVE_FORMATS, load_photo, output_format, save_image
+from engine.core.errors import InputError
+from engine.core.imaging import SAVE_FORMATS, load_photo, output_format, save_image
 from engine.library import StyleLibrary
-from engine.sampling.sampler import SamplerSettings
-from engine.style_edit import MAX_MIX, StyleEditor
+from engine.models.backbones.embedded.instructions import GENERATE, INSTRUCTIONS
+from engine.models.backbones.registry import DTYPE_CHOICES, EMBEDDED, compute_dtype, load_backbone
+from engine.models.editing import edit_photo
+from engine.models.sampling.sampler import SamplerSettings
+from engine.services.style_edit import MAX_MIX, StyleEditor
 
 NAME = "edit"
 SUMMARY = "Edit one photo with a model; the result keeps the photo's aspect ratio at the model's working size."

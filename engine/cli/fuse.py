@@ -12,17 +12,17 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from engine.backbones.base import Backbone
-from engine.backbones.registry import EMBEDDED, compute_dtype, load_backbone
 from engine.cli.arguments import add_config_arguments, config_from_args
 from engine.cli.progress import ProgressBar
-from engine.errors import InputError
+from engine.core.errors import InputError
+from engine.core.imaging import load_photo, output_format, save_image
 from engine.fusion import FusionConfig, plan_fusion, render_fusion
 from engine.fusion.config import METHODS
 from engine.fusion.sources import LoraSource, file_layers, record_layers
-from engine.imaging import load_photo, output_format, save_image
 from engine.library import StyleLibrary
-from engine.sampling.sampler import SamplerSettings
+from engine.models.backbones.base import Backbone
+from engine.models.backbones.registry import EMBEDDED, compute_dtype, load_backbone
+from engine.models.sampling.sampler import SamplerSettings
 
 NAME = "fuse"
 SUMMARY = "Fuse a subject LoRA and a style LoRA (EST-LoRA, K-LoRA or a merge) into one generated or edited image."

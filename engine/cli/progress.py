@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 
 class ProgressBar:
-    """Pass an instance as the ``callback`` of :func:`engine.edit.edit_photo` (or
-    :func:`~engine.edit.generate_image`) and use it as a context manager so the bar is closed.
+    """Pass an instance as the ``callback`` of :func:`engine.models.editing.edit_photo` (or
+    :func:`~engine.models.editing.generate_image`) and use it as a context manager so the bar is closed.
 
     The bar is created at the first step, because only then is the step count known: a
     ``strength`` below 1 runs fewer steps than asked for.

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from engine import style_ops
-from engine.backbones.registry import EMBEDDED, load_backbone
 from engine.cli.train import add_library_argument
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import StyleLibrary
+from engine.models.backbones.registry import EMBEDDED, load_backbone
+from engine.services import style_ops
 
 NAME = "styles"
 SUMMARY = "List, show, export, import or delete styles in the library."

@@ -6,16 +6,24 @@ import argparse
 import time
 from pathlib import Path
 
-from engine.backbones.registry import EMBEDDED, load_backbone
 from engine.cli.arguments import add_config_arguments, config_from_args
 from engine.cli.progress import ProgressBar
 from engine.cli.train import add_library_argument
-from engine.errors import InputError
-from engine.imaging import output_format, save_image
+from engine.core.errors import InputError
+from engine.core.imaging import output_format, save_image
 from engine.library import StyleLibrary, validate_style_name
-from engine.sampling.sampler import SamplerSettings
-from engine.train.subject import MAX_PHOTOS, MIN_PHOTOS, SubjectRequest, SubjectTrainingConfig, generate_subject, list_subjects, train_subject
-from engine.train.subject.photos import open_subject_photos
+from engine.models.backbones.registry import EMBEDDED, load_backbone
+from engine.models.sampling.sampler import SamplerSettings
+from engine.training.subject import (
+    MAX_PHOTOS,
+    MIN_PHOTOS,
+    SubjectRequest,
+    SubjectTrainingConfig,
+    generate_subject,
+    list_subjects,
+    train_subject,
+)
+from engine.training.subject.photos import open_subject_photos
 
 NAME = "subjects"
 SUMMARY = f"Train a subject LoRA from {MIN_PHOTOS} to {MAX_PHOTOS} photos of one subject, list subjects, or generate one."

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.backbones.registry import EMBEDDED, load_backbone
 from engine.cli.arguments import add_config_arguments, config_from_args
 from engine.cli.progress import ProgressBar
 from engine.library import StyleLibrary, validate_style_name
-from engine.train.add_style import StyleRequest, train_style
-from engine.train.pairs import read_pairs
-from engine.train.style_trainer import StyleTrainingConfig
+from engine.models.backbones.registry import EMBEDDED, load_backbone
+from engine.training.add_style import StyleRequest, train_style
+from engine.training.pairs import read_pairs
+from engine.training.style_trainer import StyleTrainingConfig
 
 NAME = "train"
 SUMMARY = "Train a style from before/after pairs (a folder with before/ and after/, or a zip) into the style library."

@@ -1,6 +1,6 @@
 """Training-free fusion of a subject LoRA and a style LoRA on any backbone.
 
-Inputs are two LoRAs as ``{module: LoraLayer}`` (what :func:`engine.moe_lora.lora_files.read_lora_file`
+Inputs are two LoRAs as ``{module: LoraLayer}`` (what :func:`engine.adapters.lora.files.read_lora_file`
 returns for Atelier's exported styles and for diffusers, peft and kohya files). Methods
 (:class:`FusionConfig`):
 
@@ -19,7 +19,7 @@ not a global call counter that assumes one step count, layer count and run; gamm
 of the score each rule compares (for EST an energy ratio, not an L1 ratio); and the choice of all
 layers is one vectorised op per step (:mod:`.rule`) whose result is folded into the weights of the
 changed layers only (:mod:`.folding`; each layer changes at most once per run, so fusion runs at
-the speed of a single folded LoRA; :mod:`engine.bench.fusion_speed` measures it against the
+the speed of a single folded LoRA; :mod:`benchmarks.fusion_speed` measures it against the
 alternatives: stacked unfolded factors and the papers' per-call recomputation).
 
 Entry points: :func:`fuse` (one image), :func:`plan_fusion` + :func:`render_fusion` (many images

@@ -2,11 +2,11 @@
 
 ``with applied_fusion(backbone, plan, beta) as fusion:`` installs the plan's mechanism and yields
 an :class:`AppliedFusion` whose :meth:`~AppliedFusion.before_step` is passed to
-:func:`engine.edit.edit_photo` or :func:`engine.edit.generate_image` as ``before_step``; the
+:func:`engine.models.editing.edit_photo` or :func:`engine.models.editing.generate_image` as ``before_step``; the
 sampler calls it with the real step fraction before every model call. Leaving the block restores
 the backbone bit for bit (original weight tensors and modules put back).
 
-Mechanisms (chosen by the plan's config; :mod:`engine.bench.fusion_speed` measures them):
+Mechanisms (chosen by the plan's config; :mod:`benchmarks.fusion_speed` measures them):
 
 * ``fold`` (default): :class:`~engine.fusion.folding.FoldedLayers`. Static methods (merge, subject,
   style) fold once; EST and K-LoRA compute the choice of every layer with one vectorised op
@@ -28,13 +28,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from engine.backbones.base import Backbone
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.fusion.config import MAX_BETA
 from engine.fusion.folding import FoldedLayers
 from engine.fusion.plan import FusionPlan
 from engine.fusion.switched_layer import STYLE, SUBJECT, SharedChoice, SwitchedLoraLinear, install, uninstall
-from engine.sampling.sampler import StepStart
+from engine.models.backbones.base import Backbone
+from engine.models.sampling.sampler import StepStart
 
 # Transformers with a fusion installed: a second one on top would fold into folded weights.
 _ACTIVE: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from engine.configuration import option
-from engine.errors import InputError
+from engine.core.configuration import option
+from engine.core.errors import InputError
 from engine.fusion.pair import LAYER_POLICIES
 
 METHODS = ("est", "klora", "merge", "subject", "style")
@@ -95,6 +95,6 @@ def _finite(value: object) -> bool:
 
 def _check(condition: bool, message: str) -> None:
     # Fusion settings come from sliders and command-line flags: an out-of-range value is the
-    # user's input, so it is an InputError (engine.configuration.require raises ConfigError).
+    # user's input, so it is an InputError (engine.core.configuration.require raises ConfigError).
     if not condition:
         raise InputError(message)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from engine.backbones.base import Backbone
-from engine.edit import PreviewCallback
 from engine.fusion.applied import applied_fusion
 from engine.fusion.embedding import ImageEmbedding, OfflineStyleEmbedding, style_discrepancy
 from engine.fusion.plan import FusionPlan
 from engine.fusion.render import StagedProgress, render
-from engine.sampling.sampler import SamplerSettings
+from engine.models.backbones.base import Backbone
+from engine.models.editing import PreviewCallback
+from engine.models.sampling.sampler import SamplerSettings
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ mean subtracted, so cosines spread over ``[-1, 1]`` instead of crowding near 1) 
 norm, so each counts equally:
 
 * texture: the channel correlations ``R_ij = G_ij / sqrt(G_ii G_jj)`` of the seeded random
-  multi-scale filters of :mod:`engine.bench.perceptual` (Ustyuzhaninov et al. 2016), upper
+  multi-scale filters of :mod:`engine.metrics.perceptual` (Ustyuzhaninov et al. 2016), upper
   triangle, per pyramid level;
 * colour: the square roots of a 16-bin luma histogram and an 8 x 8 histogram of the opponent
   chroma ``(R - G, (R + G) / 2 - B)`` (square roots: the Hellinger embedding, where the cosine of
@@ -18,7 +18,7 @@ norm, so each counts equally:
 * edges: the square roots of a 12-bin histogram of the luma gradient magnitude (lines and flat
   regions, which the cartoon and ink styles change).
 
-On the benchmark's five styles (``engine.bench.styles``) over its held-out crops, a style's
+On the benchmark's five styles (``benchmarks.styles``) over its held-out crops, a style's
 output on photo A is more similar to the same style on photo B than to another style on photo B
 in 85 % of the ordered cases (training photos: 86 %), against 78 % for the texture block alone
 and 82 % for the random-feature style distance. The cosines are on this embedding's own scale,
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.bench.perceptual import RandomFeatures, default_features
-from engine.errors import InputError
+from engine.core.errors import InputError
+from engine.metrics.perceptual import RandomFeatures, default_features
 
 LUMA_BINS, CHROMA_BINS, GRADIENT_BINS = 16, 8, 12
 # Gradient magnitudes (luma in [0, 1] per pixel) above this fall in the last bin.

@@ -6,7 +6,7 @@ style updates (``dW = scale * B A``); selecting option ``o`` for a layer sets it
 ``[a s_c B_c, b s_s B_s]`` ``(out, r_c + r_s)`` and ``[A_c; A_s]`` ``(r_c + r_s, in)`` (sides with a
 zero coefficient are left out, so "subject only" and "merge with weights (1, 0)" fold the same
 bits). The original weight tensor ``W0`` is kept itself, not copied, so :meth:`FoldedLayers.remove`
-restores the backbone bit for bit (as :class:`engine.moe_lora.lora_patch.LoraPatch` does).
+restores the backbone bit for bit (as :class:`engine.adapters.lora.patch.LoraPatch` does).
 
 Why folding: a folded layer runs at exactly the base model's cost, and the switch of EST-LoRA and
 K-LoRA changes a layer at most once per run (subject to style, see :mod:`engine.fusion.rule`), so a
@@ -15,7 +15,7 @@ one forward pass over a few hundred tokens. Keeping both folded weights per laye
 save those folds but hold two extra copies of every adapted weight (tens of GB for FLUX), so it is
 not done.
 
-Measured (:mod:`engine.bench.fusion_speed`: the shipped embedded model, 44 layers, two rank-8
+Measured (:mod:`benchmarks.fusion_speed`: the shipped embedded model, 44 layers, two rank-8
 LoRAs, 8 steps, 1 thread on a busy 2-core machine, median of 9 interleaved images), seconds per
 image as a multiple of one folded LoRA: EST folded 1.03 (84 layer folds per image, within the
 2 x 44 bound), EST with the chosen factors run beside each layer ("unfused") 1.14, EST as its
@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.fusion.pair import LoraPair
 
 ORIGINAL = -1  # the option index of "no update folded"

@@ -3,7 +3,7 @@
 ``fuse(backbone, subject_layers, style_layers, config, prompt=..., photo=..., settings=...,
 callback=...)`` checks the pair, measures beta when EST needs it (two extra sampling runs), then
 renders with the fusion applied and returns the image; the backbone is left as it was. With a
-photo it edits (:func:`engine.edit.edit_photo`); without one it generates (``size``, default the
+photo it edits (:func:`engine.models.editing.edit_photo`); without one it generates (``size``, default the
 model's native square). ``callback(step, total, preview)`` sees all runs as one sequence.
 
 For many images of one pair, make the plan once (:func:`engine.fusion.plan.plan_fusion`) and call
@@ -19,16 +19,16 @@ from typing import Mapping
 
 from PIL import Image
 
-from engine.backbones.base import Backbone
-from engine.edit import PreviewCallback
+from engine.adapters.lora.files import LoraLayer
 from engine.fusion.applied import FusionStep, applied_fusion
 from engine.fusion.config import FusionConfig
 from engine.fusion.discrepancy import BetaMeasurement, measure_beta
 from engine.fusion.embedding import ImageEmbedding, load_embedding
 from engine.fusion.plan import FusionPlan, plan_fusion
 from engine.fusion.render import StagedProgress, generation_size, render
-from engine.moe_lora.lora_files import LoraLayer
-from engine.sampling.sampler import SamplerSettings
+from engine.models.backbones.base import Backbone
+from engine.models.editing import PreviewCallback
+from engine.models.sampling.sampler import SamplerSettings
 
 
 @dataclass
@@ -94,6 +94,6 @@ def fuse(backbone: Backbone, subject_layers: Mapping[str, LoraLayer], style_laye
          size: tuple[int, int] | None = None, settings: SamplerSettings | None = None,
          callback: PreviewCallback | None = None) -> Image.Image:
     """Fuse ``subject_layers`` and ``style_layers`` (``{module: LoraLayer}`` as
-    :func:`engine.moe_lora.lora_files.read_lora_file` returns) into one image; see the module docstring."""
+    :func:`engine.adapters.lora.files.read_lora_file` returns) into one image; see the module docstring."""
     plan = plan_fusion(backbone, subject_layers, style_layers, config)
     return render_fusion(backbone, plan, settings, prompt, photo, size, callback).image

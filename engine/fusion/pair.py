@@ -1,7 +1,7 @@
 """A subject LoRA and a style LoRA checked against a backbone and against each other.
 
 Fusion switches between the two updates layer by layer, so by default both LoRAs must name the
-same layers of the same model. :func:`check_pair` refuses, with an :class:`~engine.errors.InputError`
+same layers of the same model. :func:`check_pair` refuses, with an :class:`~engine.core.errors.InputError`
 that says what to do: an empty LoRA, NaN or infinite weights, layers the backbone does not have
 (or of other shapes: a LoRA for another model), layers of the backbone wrapped by another adapter,
 two different layer sets (naming the layers that differ), a LoRA whose update is zero everywhere,
@@ -21,10 +21,10 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from engine.backbones.base import Backbone
-from engine.errors import InputError
+from engine.adapters.lora.files import LoraLayer, check_lora_layers, linear_layer_shapes
+from engine.core.errors import InputError
 from engine.fusion.scores import layer_energy
-from engine.moe_lora.lora_files import LoraLayer, check_lora_layers, linear_layer_shapes
+from engine.models.backbones.base import Backbone
 
 EXAMPLES = 3
 LAYER_POLICIES = ("same", "union")

@@ -12,13 +12,13 @@ from typing import Mapping
 
 import torch
 
-from engine.backbones.base import Backbone
-from engine.errors import InputError
+from engine.adapters.lora.files import LoraLayer
+from engine.core.errors import InputError
 from engine.fusion.config import FusionConfig
 from engine.fusion.pair import LoraPair, check_pair
 from engine.fusion.rule import SwitchRule
 from engine.fusion.scores import balance_gamma, energies, l1_sums, top_k_sums
-from engine.moe_lora.lora_files import LoraLayer
+from engine.models.backbones.base import Backbone
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One image in either mode, and progress over several sampling runs.
 
-Fusion renders in two modes: *edit* (an input photo: :func:`engine.edit.edit_photo`) and
-*generation* (no photo: :func:`engine.edit.generate_image` at a given size). Both take the same
+Fusion renders in two modes: *edit* (an input photo: :func:`engine.models.editing.edit_photo`) and
+*generation* (no photo: :func:`engine.models.editing.generate_image` at a given size). Both take the same
 ``callback(step, total, preview)`` and ``before_step`` hook, so fusion calls every backbone and
 sampler the same way.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from PIL import Image
 
-from engine.backbones.base import Backbone
-from engine.edit import PreviewCallback, edit_photo, generate_image
-from engine.errors import InputError
-from engine.sampling.sampler import BeforeStepHook, SamplerSettings
+from engine.core.errors import InputError
+from engine.models.backbones.base import Backbone
+from engine.models.editing import PreviewCallback, edit_photo, generate_image
+from engine.models.sampling.sampler import BeforeStepHook, SamplerSettings
 
 
 def generation_size(backbone: Backbone, size: tuple[int, int] | None) -> tuple[int, int]:

@@ -31,8 +31,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from engine.errors import InputError
-from engine.moe_lora.lora_files import LoraLayer
+from engine.adapters.lora.files import LoraLayer
+from engine.core.errors import InputError
 
 OUTLIER_FACTOR = 3.0
 

@@ -1,7 +1,7 @@
 """Where the two LoRAs of a fusion come from: a LoRA file, or a library record by name.
 
 * a style trained in Atelier: its expert (with the shared experts) taken out of the shared MoE
-  LoRA as one plain LoRA (:func:`engine.moe_lora.export.export_style_lora`, exact for the style
+  LoRA as one plain LoRA (:func:`engine.adapters.moe.export.export_style_lora`, exact for the style
   router), read back like any LoRA file;
 * an imported LoRA (diffusers/peft or kohya keys) or a subject LoRA: read from its file.
 
@@ -15,13 +15,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.backbones.base import Backbone
-from engine.errors import InputError
+from engine.adapters.lora.files import LoraLayer, read_lora_file
+from engine.adapters.moe.adapter import MoELoraAdapter
+from engine.adapters.moe.export import architecture_of, export_style_lora
+from engine.core.errors import InputError
 from engine.library import StyleLibrary, StyleRecord
 from engine.library.storage import sha256_of
-from engine.moe_lora.adapter import MoELoraAdapter
-from engine.moe_lora.export import architecture_of, export_style_lora
-from engine.moe_lora.lora_files import LoraLayer, read_lora_file
+from engine.models.backbones.base import Backbone
 
 FUSABLE_KINDS = ("moe", "lora", "subject")
 

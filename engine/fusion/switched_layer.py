@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.moe_lora.layer import add_low_rank_update
-from engine.moe_lora.lora_files import LoraLayer
+from engine.adapters.lora.files import LoraLayer
+from engine.adapters.moe.layer import add_low_rank_update
 
 SUBJECT, STYLE = 0, 1
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from PIL import Image
 
-from engine.errors import InputError
-from engine.files import atomic_path
+from engine.core.errors import InputError
+from engine.core.files import atomic_path
 from engine.library.names import validate_style_name
 from engine.library.records import ADAPTER_KINDS, SPLITS, AdapterSource, NewStyle, StyleRecord, check_safetensors
 from engine.library.schema import now

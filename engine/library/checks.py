@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library.database import LibraryDatabase
 from engine.library.reading import adapter_record, style_records
 from engine.library.records import StyleRecord

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from engine.errors import AtelierError
+from engine.core.errors import AtelierError
 
 # Seconds to wait for another writer (publishing copies files, so it can take a while).
 LOCK_TIMEOUT_S = 300.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 
 MAX_NAME_LENGTH = 64
 # Longest slug used in a folder name; the folder also gets a short unique suffix.

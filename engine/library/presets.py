@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library.database import LibraryDatabase
 from engine.library.names import validate_style_name
 from engine.library.schema import now

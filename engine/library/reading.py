@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library.names import name_key
 from engine.library.records import AdapterRecord, PairRecord, StyleRecord
 from engine.library.runs import run_record

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import safetensors
 from PIL import Image
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library.names import name_key, validate_style_name
 from engine.library.runs import RunRecord, to_json
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library.database import LibraryDatabase
 from engine.library.schema import now
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import sqlite_utils
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library.database import LibraryDatabase
 
 VERSION_1 = """

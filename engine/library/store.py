@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import presets, runs
 from engine.library.checks import find_problems, verify_style
 from engine.library.database import LibraryDatabase
@@ -29,11 +29,29 @@ from engine.library.location import resolve_library
 from engine.library.locking import LibraryLock
 from engine.library.names import name_key, validate_style_name
 from engine.library.reading import SEARCH_WHERE, style_records, style_row, taken_names
-from engine.library.records import (AdapterRecord, AdapterSource, NewStyle, StyleRecord, check_adapter_source, check_new_styles,
-                                    check_text, MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH)
+from engine.library.records import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_TRIGGER_LENGTH,
+    AdapterRecord,
+    AdapterSource,
+    NewStyle,
+    StyleRecord,
+    check_adapter_source,
+    check_new_styles,
+    check_text,
+)
 from engine.library.schema import migrate
-from engine.library.storage import (DATABASE_FILE, FILES, LOCK_FILE, Staging, add_pending, clear_pending, folder_of, mark_pending,
-                                    settle)
+from engine.library.storage import (
+    DATABASE_FILE,
+    FILES,
+    LOCK_FILE,
+    Staging,
+    add_pending,
+    clear_pending,
+    folder_of,
+    mark_pending,
+    settle,
+)
 from engine.library.writing import insert_adapter, insert_style, stage_adapter, stage_style
 
 

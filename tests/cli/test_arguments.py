@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from engine.cli.arguments import add_config_arguments, config_from_args
-from engine.configuration import option, require
-from engine.errors import ConfigError
+from engine.core.configuration import option, require
+from engine.core.errors import ConfigError
 
 
 @dataclass

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.backbones.embedded.backbone import EmbeddedBackbone
-from engine.backbones.registry import load_backbone
 from engine.cli import main
-from engine.configuration import help_of
-from engine.sampling.sampler import SamplerSettings
+from engine.core.configuration import help_of
+from engine.models.backbones.embedded.backbone import EmbeddedBackbone
+from engine.models.backbones.registry import load_backbone
+from engine.models.sampling.sampler import SamplerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,16 +11,16 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from engine import style_ops
-from engine.backbones.registry import load_backbone
+from engine.adapters.lora.files import read_lora_file
+from engine.adapters.lora.patch import applied_lora
 from engine.cli import main
-from engine.edit import edit_photo
 from engine.library import StyleLibrary
-from engine.moe_lora.lora_files import read_lora_file
-from engine.moe_lora.lora_patch import applied_lora
-from tests.moe_lora.moe_fixtures import base_backbone
+from engine.models.backbones.registry import load_backbone
+from engine.models.editing import edit_photo
+from engine.services import style_ops
+from tests.adapters.moe.moe_fixtures import base_backbone
+from tests.services.test_style_ops import kohya_lora, peft_lora
 from tests.studio.studio_fixtures import add_random_styles
-from tests.test_style_ops import kohya_lora, peft_lora
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from subject_fixtures import tiny_backbone, write_photos  # noqa: E402
 
 from engine.cli import main  # noqa: E402

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.backbones.embedded.backbone import EmbeddedBackbone
 from engine.cli import main
+from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,8 @@ def test_train_edit_mix_export_import_delete(tmp_path, tiny_model, capsys):
     lora_file = tmp_path / "light.safetensors"
     assert run("styles", "export", "Light", "--out", lora_file, *common) == 0
     assert "exact" in capsys.readouterr().out
-    from engine.backbones.registry import load_backbone
-    from engine.moe_lora.lora_files import read_lora_file
+    from engine.adapters.lora.files import read_lora_file
+    from engine.models.backbones.registry import load_backbone
 
     assert read_lora_file(lora_file, load_backbone(tiny_model))
     assert run("styles", "delete", "Dark", *common) == 0
@@ -100,10 +100,11 @@ def test_train_refuses_bad_input_with_one_line(tmp_path, tiny_model, capsys, pro
     assert code == 2 and message in error and len(error.splitlines()) == 1
 
 
-def test_bench_fast_reports_every_method(tmp_path, tiny_model, capsys):
+def test_bench_fast_reports_every_method(tmp_path, tiny_model, capfd):
+    # capfd, not capsys: 'bench' runs the benchmarks as a child process.
     report = tmp_path / "bench.json"
     assert run("bench", "--fast", "--model", tiny_model, "--out", report) == 0
-    table = capsys.readouterr().out
+    table = capfd.readouterr().out
     for method in ("identity", "base", "moe", "moe-pruned", "lora"):
         assert f"| ink sketch | {method} |" in table
     import json

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.backbones.base import Backbone
-from engine.moe_lora.lora_files import LoraLayer
+from engine.adapters.lora.files import LoraLayer
+from engine.models.backbones.base import Backbone
 
 
 def random_lora(backbone: Backbone, seed: int, rank: int = 4, scale: float = 0.5, magnitude: float = 0.3,

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 from safetensors.torch import save_file
 
+from engine.adapters.moe.adapter import MoELoraAdapter
+from engine.adapters.moe.config import MoELoraConfig
 from engine.cli import main
 from engine.library import AdapterSource, NewStyle, StyleLibrary
-from engine.moe_lora.adapter import MoELoraAdapter
-from engine.moe_lora.config import MoELoraConfig
+from tests.adapters.moe.moe_fixtures import base_backbone, randomise
 from tests.fusion.fusion_fixtures import random_lora
-from tests.moe_lora.moe_fixtures import base_backbone, randomise
 
 pytestmark = pytest.mark.timeout(180)
 

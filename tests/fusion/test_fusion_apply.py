@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.edit import edit_photo
+from engine.adapters.lora.patch import applied_lora
 from engine.fusion import FusionConfig, applied_fusion, plan_fusion, render_fusion
 from engine.fusion.render import render
-from engine.moe_lora.lora_patch import applied_lora
-from engine.sampling.sampler import SamplerSettings, StepStart, sample, sigmas_for
+from engine.models.editing import edit_photo
+from engine.models.sampling.sampler import SamplerSettings, StepStart, sample, sigmas_for
+from tests.adapters.moe.moe_fixtures import base_backbone
 from tests.fusion.fusion_fixtures import assert_unchanged, pixels, random_lora, weight_snapshot
-from tests.moe_lora.moe_fixtures import base_backbone
 
 pytestmark = pytest.mark.timeout(120)
 SHAPE = torch.Size((1, 3, 32, 32))

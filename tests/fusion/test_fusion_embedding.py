@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.bench.dataset import benchmark_pairs
-from engine.bench.styles import STYLES
-from engine.errors import InputError
+from benchmarks.dataset import benchmark_pairs
+from benchmarks.styles import STYLES
+from engine.core.errors import InputError
 from engine.fusion.embedding import DinoEmbedding, OfflineStyleEmbedding, load_embedding, style_discrepancy
 
 pytestmark = pytest.mark.timeout(180)

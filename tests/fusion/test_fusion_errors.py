@@ -8,14 +8,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.backbones.embedded.backbone import EmbeddedBackbone
-from engine.backbones.embedded.config import PRESETS
-from engine.errors import InputError
+from engine.adapters.lora.files import LoraLayer, read_lora_file
+from engine.core.errors import InputError
 from engine.fusion import FusionConfig, applied_fusion, fuse, plan_fusion
 from engine.fusion.applied import AppliedFusion
-from engine.moe_lora.lora_files import LoraLayer, read_lora_file
+from engine.models.backbones.embedded.backbone import EmbeddedBackbone
+from engine.models.backbones.embedded.config import PRESETS
+from tests.adapters.moe.moe_fixtures import base_backbone
 from tests.fusion.fusion_fixtures import assert_unchanged, random_lora, weight_snapshot
-from tests.moe_lora.moe_fixtures import base_backbone
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,8 +120,8 @@ def test_misuse_of_an_applied_fusion_is_refused_and_changes_nothing(backbone, lo
 
 
 def test_layers_wrapped_by_another_adapter_are_refused(loras):
-    from engine.moe_lora.adapter import MoELoraAdapter
-    from engine.moe_lora.config import MoELoraConfig
+    from engine.adapters.moe.adapter import MoELoraAdapter
+    from engine.adapters.moe.config import MoELoraConfig
 
     wrapped = base_backbone(0)
     adapter = MoELoraAdapter(wrapped, MoELoraConfig(rank=2, num_shared_experts=0))

@@ -11,12 +11,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from engine.backbones.registry import load_backbone  # noqa: E402
-from engine.edit import generate_image  # noqa: E402
 from engine.fusion import FusionConfig, fuse, plan_fusion, render_fusion  # noqa: E402
-from engine.sampling.sampler import SamplerSettings  # noqa: E402
-from tests.backbones.kontext_fixtures import TINY_RESOLUTION, tiny_kontext_folder  # noqa: E402, F401 - fixture
+from engine.models.backbones.registry import load_backbone  # noqa: E402
+from engine.models.editing import generate_image  # noqa: E402
+from engine.models.sampling.sampler import SamplerSettings  # noqa: E402
 from tests.fusion.fusion_fixtures import assert_unchanged, pixels, random_lora, weight_snapshot  # noqa: E402
+from tests.models.backbones.kontext_fixtures import TINY_RESOLUTION, tiny_kontext_folder  # noqa: E402, F401 - fixture
 
 pytestmark = pytest.mark.timeout(180)
 PROMPT = "a red cup on a table"

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import engine.fusion.scores as scores
-from engine.errors import InputError
+from engine.adapters.lora.files import LoraLayer
+from engine.core.errors import InputError
 from engine.fusion import FusionConfig, applied_fusion, plan_fusion
 from engine.fusion.rule import SwitchRule
 from engine.fusion.scores import OUTLIER_FACTOR, balance_gamma, energies, layer_energy, top_k_sum, top_k_sums
-from engine.moe_lora.lora_files import LoraLayer
-from engine.sampling.sampler import SamplerSettings, sample
+from engine.models.sampling.sampler import SamplerSettings, sample
+from tests.adapters.moe.moe_fixtures import base_backbone
 from tests.fusion.fusion_fixtures import random_lora
-from tests.moe_lora.moe_fixtures import base_backbone
 
 
 @pytest.mark.parametrize(("out_features", "in_features", "rank"), [(24, 40, 3), (6, 5, 4), (8, 8, 8)],

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from library_fixtures import adapter_source, new_style, write_adapter, write_pairs
 
-from engine.errors import InputError
-from engine.library import StyleLibrary, export_style_zip, import_style_zip, read_style_zip
-from engine.library import archive
+from engine.core.errors import InputError
+from engine.library import StyleLibrary, archive, export_style_zip, import_style_zip, read_style_zip
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from library_fixtures import adapter_source, files_on_disk, new_style, referenced_files, write_adapter
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import StyleLibrary
 from engine.library.runs import INTERRUPTED_NOTE
 from engine.library.storage import Staging

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import DEFAULT_LIBRARY, resolve_library
 from engine.library.names import name_key, slug, validate_style_name
 

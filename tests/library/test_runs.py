@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import StyleLibrary
 from engine.library.runs import process_identity
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import StyleLibrary
 from engine.library.database import LibraryDatabase
 from engine.library.schema import LATEST_VERSION, MIGRATIONS, migrate

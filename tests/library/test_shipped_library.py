@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.backbones.registry import load_backbone
-from engine.bench.dataset import benchmark_pairs
-from engine.bench.styles import STYLES
+from benchmarks.dataset import benchmark_pairs
+from benchmarks.styles import STYLES
 from engine.library import StyleLibrary
-from engine.style_edit import StyleEditor
+from engine.models.backbones.registry import load_backbone
+from engine.services.style_edit import StyleEditor
 
 SHIPPED = Path(__file__).resolve().parents[2] / "styles"
 

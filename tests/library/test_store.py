@@ -9,7 +9,7 @@ import pytest
 from library_fixtures import BACKBONE, adapter_source, files_on_disk, new_style, referenced_files, write_adapter
 from PIL import Image
 
-from engine.errors import InputError
+from engine.core.errors import InputError
 from engine.library import AdapterSource, NewStyle, StyleLibrary
 
 

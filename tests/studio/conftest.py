@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.backbones.embedded.backbone import EmbeddedBackbone
+from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,12 @@ from typing import Iterator
 
 from PIL import Image
 
-from engine.backbones.base import Backbone
+from engine.adapters.moe.adapter import MoELoraAdapter
+from engine.adapters.moe.config import MoELoraConfig
 from engine.library import AdapterSource, NewStyle, StyleLibrary
-from engine.moe_lora.adapter import MoELoraAdapter
-from engine.moe_lora.config import MoELoraConfig
+from engine.models.backbones.base import Backbone
 from studio.context import StudioContext, new_context
-from tests.moe_lora.moe_fixtures import base_backbone, randomise
+from tests.adapters.moe.moe_fixtures import base_backbone, randomise
 
 
 def write_photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40, 32)) -> Path:

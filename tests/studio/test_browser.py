@@ -85,8 +85,8 @@ def log_tail(log: Path, lines: int = 40) -> str:
 def studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
     """Serve the real app.py with the tiny model and a library holding one style ('sepia');
     yield its URL; stop it afterwards."""
-    from engine.backbones.registry import load_backbone
     from engine.library import StyleLibrary
+    from engine.models.backbones.registry import load_backbone
     from tests.studio.studio_fixtures import add_random_styles
 
     require_chromium()
@@ -99,9 +99,9 @@ def studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
 def fuse_studio_url(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
     """As ``studio_url``, with a second style exported and imported back as the LoRA 'Cat', the
     subject side of a fusion."""
-    from engine import style_ops
-    from engine.backbones.registry import load_backbone
     from engine.library import StyleLibrary
+    from engine.models.backbones.registry import load_backbone
+    from engine.services import style_ops
     from tests.studio.studio_fixtures import add_random_styles
 
     require_chromium()
@@ -155,7 +155,7 @@ def serve(tiny_model_folder: Path, tmp_path: Path) -> Iterator[str]:
 def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from engine.backbones.embedded.backbone import EmbeddedBackbone
+    from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 
     photo = make_photo(tmp_path / "hills.png")
     working_size = EmbeddedBackbone.from_config("tiny").fit_size(*Image.open(photo).size)

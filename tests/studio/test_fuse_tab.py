@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import style_ops
+from engine.services import style_ops
 from studio import fuse_run
 from studio.app import build_studio
-from tests.moe_lora.moe_fixtures import base_backbone
+from tests.adapters.moe.moe_fixtures import base_backbone
+from tests.services.test_style_ops import peft_lora
 from tests.studio.studio_fixtures import styled_context
-from tests.test_style_ops import peft_lora
 
 SLIDERS = (1.5, 0.0, 1.0, 1.0, 3, 3, False)  # alpha, style bias, subject scale, style scale, seed, steps, union
 

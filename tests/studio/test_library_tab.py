@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.moe_lora.lora_files import read_lora_file
+from engine.adapters.lora.files import read_lora_file
 from studio import library_run
 from studio.app import build_studio
 from tests.studio.studio_fixtures import styled_context
@@ -122,7 +122,7 @@ def test_imports_refuse_wrong_files_and_take_a_lora(context, tmp_path: Path) -> 
 def test_an_imported_kohya_lora_shows_with_its_thumbnail_and_edits(context, tmp_path: Path) -> None:
     from PIL import Image
 
-    from tests.test_style_ops import kohya_lora
+    from tests.services.test_style_ops import kohya_lora
 
     path, _ = kohya_lora(tmp_path / "kohya.safetensors", context.backbone)
     status, version = library_run.import_file(context, str(path), "kohya look", "from kohya_ss", "kh", 4)

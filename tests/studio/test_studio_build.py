@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.backbones.registry import load_backbone
-from engine.errors import AtelierError
+from engine.core.errors import AtelierError
 from engine.library import StyleLibrary
-from engine.sampling.sampler import SamplerSettings
+from engine.models.backbones.registry import load_backbone
+from engine.models.sampling.sampler import SamplerSettings
 from studio.app import build_studio
 from studio.context import new_context
 from studio.edit_run import check_request, mix_from, run_edit

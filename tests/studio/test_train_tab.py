@@ -14,18 +14,30 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import engine.train.pair_uploads as pair_uploads
-from engine.backbones.registry import load_backbone
+import engine.training.pair_uploads as pair_uploads
 from engine.library import StyleLibrary
-from engine.train.jobs import TrainingJobs
-from engine.train.style_trainer import StyleTrainingConfig
+from engine.models.backbones.registry import load_backbone
+from engine.services.jobs import TrainingJobs
+from engine.training.style_trainer import StyleTrainingConfig
 from studio.context import new_context
-from studio.train_run import (ADVANCED, VIEW, attach, cancel_training, check_resume, check_training, config_from, default_of, discard_training,
-                              poll_training, resume_training, start_training)
+from studio.train_run import (
+    ADVANCED,
+    VIEW,
+    attach,
+    cancel_training,
+    check_resume,
+    check_training,
+    config_from,
+    default_of,
+    discard_training,
+    poll_training,
+    resume_training,
+    start_training,
+)
 from studio.train_tab import build_train_tab, setting_widget
 from studio.train_uploads import MARK, NO_SELECTION, PairUploads, remove_pair, update_uploads
 from tests.studio.studio_fixtures import add_random_styles, write_photo
-from tests.train.tiny_styles import tiny_pairs
+from tests.training.tiny_styles import tiny_pairs
 
 WAIT_S = 240  # a bound on a tiny run, so a hung thread fails the test instead of hanging it
 # Quick settings in ADVANCED order: batch 2, one warm-up step, a preview every step, no checkpoints.

@@ -1,0 +1,60 @@
+"""``python -m benchmarks [styles|fusion]`` (also reached as ``python -m engine bench``): the
+five-style benchmark (``--fast`` for a smoke run), or the subject/style fusion benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks import fusion_bench
+from benchmarks.style_benchmark import FAST, BenchmarkConfig, dumps, markdown_table, run_benchmark
+from engine.cli.arguments import add_config_arguments, config_from_args
+from engine.core.errors import AtelierError
+from engine.core.files import write_text_atomic
+from engine.models.backbones.registry import EMBEDDED, load_backbone
+
+PROG = "python -m engine bench"
+SUMMARY = ("Run the five-style benchmark (one MoE LoRA against per-style LoRAs, the base model and the identity), "
+           "or with 'fusion' the subject/style fusion benchmark.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", nargs="?", choices=("styles", "fusion"), default="styles",
+                        help="Which benchmark: 'styles' (default) or 'fusion' (EST-LoRA against K-LoRA and merge).")
+    fusion = parser.add_argument_group("fusion benchmark")
+    fusion_bench.add_arguments(fusion)
+    parser.add_argument("--fast", action="store_true", help="A smoke run: two styles, a few steps, two test pairs (for tests).")
+    parser.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone (default: the embedded model).")
+    parser.add_argument("--out", type=Path, default=None, help="Also write the JSON report here.")
+    add_config_arguments(parser, BenchmarkConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.suite == "fusion":
+        return fusion_bench.run_command(args)
+    config = FAST if args.fast else config_from_args(BenchmarkConfig, args)
+    backbone = load_backbone(args.model)
+    report = run_benchmark(backbone, config)
+    if args.out is not None:
+        write_text_atomic(args.out, dumps(report))
+    print(markdown_table(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the benchmark and return its exit code;
+    errors the user can act on become one ``error: ...`` line on stderr and exit code 2, as in
+    the engine's CLI."""
+    parser = argparse.ArgumentParser(prog=PROG, description=SUMMARY)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except AtelierError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,5 +1,0 @@
-"""Backbones: image-editing flow models behind one contract (:class:`Backbone`)."""
-
-from engine.backbones.base import Backbone, Condition
-
-__all__ = ["Backbone", "Condition"]

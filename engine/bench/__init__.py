@@ -1,1 +1,0 @@
-"""Benchmarks: the five-style benchmark, speed and memory measurements, image metrics."""

@@ -1,0 +1,52 @@
+"""Configuration and presets of the embedded editing DiT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.core.configuration import option, require
+
+
+@dataclass
+class EmbeddedConfig:
+    """Size and representation of the embedded model (see ``assets/base/MODEL_CARD.md``)."""
+
+    native_resolution: int = option(128, "Side of the square whose area the model works at, in pixels.")
+    patch_size: int = option(8, "Pixels per side of a patch; one patch is one token.")
+    num_double_blocks: int = option(2, "Double-stream (MMDiT) blocks: separate image and instruction weights.")
+    num_single_blocks: int = option(4, "Single-stream blocks over the joined sequence.")
+    num_heads: int = option(4, "Attention heads per block.")
+    head_dim: int = option(64, "Channels per attention head; the width is num_heads * head_dim.")
+    instruction_tokens: int = option(4, "Learned tokens per instruction, the model's 'text' sequence.")
+    instruction_dim: int = option(64, "Width of an instruction token before the context embedder.")
+    min_timestep: float = option(0.05, "Smallest t the velocity is divided by when converting the x_0 prediction.")
+    default_steps: int = option(8, "Euler steps of an edit when the caller gives none.")
+    edit_noise_scale: float = option(0.0, "Scale of an edit's starting noise when the caller gives none: 0 starts from zero "
+                                          "noise, so an edit is a deterministic function of its photo (BENCHMARKS.md).")
+
+    def __post_init__(self) -> None:
+        require(self.native_resolution % self.patch_size == 0, "native_resolution must be a multiple of patch_size")
+        require(self.patch_size >= 1 and self.num_heads >= 1, "patch_size and num_heads must be at least 1")
+        require(self.head_dim % 4 == 0 and self.head_dim >= 8, "head_dim must be a multiple of 4 and at least 8")
+        require(self.num_double_blocks + self.num_single_blocks >= 1, "the model needs at least one block")
+        require(0.0 < self.min_timestep < 0.5, "min_timestep must lie in (0, 0.5)")
+        require(self.default_steps >= 1, "default_steps must be at least 1")
+        require(0.0 <= self.edit_noise_scale <= 1.0, "edit_noise_scale must lie in [0, 1]")
+
+    @property
+    def rope_axes(self) -> tuple[int, int, int]:
+        """RoPE channels per axis (unused index axis, row, column); they sum to ``head_dim``, as
+        FLUX's (16, 56, 56) sum to 128."""
+        spatial = (self.head_dim * 7 // 16) // 2 * 2
+        return (self.head_dim - 2 * spatial, spatial, spatial)
+
+
+PRESETS: dict[str, EmbeddedConfig] = {
+    # For tests: a forward pass takes milliseconds.
+    "tiny": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
+                           num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4),
+    # The shipped model in assets/base.
+    "small": EmbeddedConfig(),
+    # A larger base for a machine with more time: same recipe, more width and depth.
+    "base": EmbeddedConfig(native_resolution=192, num_double_blocks=2, num_single_blocks=6, num_heads=6),
+}

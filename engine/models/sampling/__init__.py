@@ -1,0 +1,1 @@
+"""Flow-matching samplers: every backbone is sampled through the same call."""

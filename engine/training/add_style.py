@@ -1,0 +1,154 @@
+"""Training a new style into the library's shared MoE LoRA: the call behind ``python -m engine
+train`` and the studio's Train button.
+
+* The first style on a backbone creates the shared adapter and trains its shared experts too.
+* A later style gets its own expert and router entry, trained with everything else frozen, so
+  the styles already there edit exactly as before (their held-out PSNR moves by 0 dB).
+* With four or more pairs the last one is held out for previews and metrics.
+* Checkpoints go to ``<library>/checkpoints/<slug>``; running again with the same name and
+  ``resume=True`` continues an interrupted run. A cancelled or failed run leaves the library as
+  it was (nothing is published until the end).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from engine.adapters.moe.adapter import MoELoraAdapter, new_expert_key
+from engine.adapters.moe.config import MoELoraConfig
+from engine.core.configuration import to_dict
+from engine.core.errors import InputError
+from engine.core.files import write_text_atomic
+from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, slug, validate_style_name
+from engine.models.backbones.base import Backbone
+from engine.models.editing import edit_photo
+from engine.models.sampling.sampler import SamplerSettings
+from engine.training.loop import ProgressCallback
+from engine.training.pairs import Pair, read_pairs
+from engine.training.style_data import prepare_style
+from engine.training.style_evaluation import score_pairs
+from engine.training.style_trainer import StyleTrainer, StyleTrainingConfig
+
+HOLDOUT_FROM = 4
+
+
+@dataclass
+class StyleRequest:
+    """What the user gives for a new style."""
+
+    name: str
+    pairs: str | Path | list[Pair]
+    description: str = ""
+    trigger: str = ""
+
+
+def shared_moe_style(library: StyleLibrary, backbone: Backbone) -> StyleRecord | None:
+    """A style that sits on the library's shared MoE adapter for ``backbone``, if any."""
+    for record in library.list_styles():
+        if record.adapter.kind == "moe" and record.backbone == backbone.name:
+            return record
+    return None
+
+
+def _triptych(before: Image.Image, middle: Image.Image, after: Image.Image) -> Image.Image:
+    size = middle.size
+    sheet = Image.new("RGB", (3 * size[0], size[1]), "white")
+    for index, image in enumerate((before, middle, after)):
+        sheet.paste(image.convert("RGB").resize(size), (index * size[0], 0))
+    return sheet
+
+
+def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest, config: StyleTrainingConfig | None = None,
+                moe: MoELoraConfig | None = None, callback: ProgressCallback | None = None,
+                should_stop: Callable[[], bool] | None = None, resume: bool = True) -> StyleRecord | None:
+    """Train ``request`` into ``library``; returns its record, or ``None`` when cancelled."""
+    config = config or StyleTrainingConfig()
+    validate_style_name(request.name)
+    if any(record.name.casefold() == request.name.casefold() for record in library.list_styles()):
+        raise InputError(f"a style named {request.name!r} already exists; pick another name or delete it first")
+    pairs = request.pairs if isinstance(request.pairs, list) else read_pairs(request.pairs)
+    training_pairs, holdout = (pairs[:-1], pairs[-1:]) if len(pairs) >= HOLDOUT_FROM else (pairs, [])
+    run_folder = library.root / "checkpoints" / slug(request.name)
+    resume_file = run_folder / "resume.json"
+    if not resume and run_folder.exists():
+        shutil.rmtree(run_folder)
+    key = json.loads(resume_file.read_text())["expert_key"] if resume_file.is_file() else new_expert_key()
+
+    existing = shared_moe_style(library, backbone)
+    adapter = MoELoraAdapter.load(library.adapter_path(existing), backbone) if existing else MoELoraAdapter(backbone, moe or MoELoraConfig())
+    settings = {"training": to_dict(config), "moe": to_dict(adapter.config), "pairs": len(pairs), "holdout": len(holdout),
+                "backbone": backbone.name, "joined_existing_adapter": existing is not None}
+    run_folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(resume_file, json.dumps({"expert_key": key, "settings": settings}))
+    run_id = library.begin_run("train", [request.name], settings)
+    try:
+        adapter.add_style(key)
+        style = prepare_style(backbone, key, request.name, training_pairs, config.crop_margin)
+        trainer = StyleTrainer(backbone, adapter, [style], config, train_shared=existing is None)
+        preview_pair = (holdout or training_pairs)[0]
+
+        def preview() -> Image.Image:
+            adapter.route({key: 1.0})
+            edited = edit_photo(backbone, preview_pair.before, SamplerSettings())
+            return _triptych(preview_pair.before, edited, preview_pair.after)
+
+        def report(progress):
+            if progress.step % 25 == 0 or progress.step == progress.total:
+                library.append_log(run_id, f"step {progress.step}/{progress.total} loss {progress.loss:.4f}\n")
+            if callback is not None:
+                callback(progress)
+
+        history = trainer.train(run_folder, report, preview, should_stop)
+        if history["stopped_at"] is not None:
+            library.finish_run(run_id, "cancelled", {"stopped_at": history["stopped_at"]})
+            return None
+        metrics = _measure(backbone, adapter, key, training_pairs, holdout)
+        metrics["final_loss"] = round(sum(history["losses"][-10:]) / max(1, len(history["losses"][-10:])), 5)
+        adapter.route({key: 1.0})
+        thumbnail = edit_photo(backbone, preview_pair.before, SamplerSettings())
+        new_style = NewStyle(request.name, request.description, request.trigger,
+                             [(pair.before_path, pair.after_path, "train") for pair in training_pairs]
+                             + [(pair.before_path, pair.after_path, "holdout") for pair in holdout],
+                             expert_key=key, metrics=metrics, thumbnail=thumbnail)
+        with tempfile.TemporaryDirectory(prefix="atelier-adapter-") as folder:
+            path = Path(folder) / "adapter.safetensors"
+            adapter.clear_routing()
+            adapter.save(path)
+            source = AdapterSource(path, "moe", backbone.name, {"styles": len(adapter.style_keys)})
+            if existing is None:
+                record = library.publish_styles([new_style], source, run_id)[0]
+            else:
+                records = library.replace_adapter(existing.adapter.id, source, [new_style], run_id=run_id)
+                record = next(item for item in records if item.name == request.name)
+        library.finish_run(run_id, "finished", metrics)
+        shutil.rmtree(run_folder, ignore_errors=True)
+        return record
+    except BaseException:
+        library.finish_run(run_id, "failed", None)
+        raise
+    finally:
+        adapter.remove()
+
+
+def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pairs: list[Pair], holdout: list[Pair]) -> dict:
+    """PSNR/SSIM with the style, and of the unadapted base, on training and held-out pairs."""
+    metrics = {}
+    for label, pairs in (("train", training_pairs), ("holdout", holdout)):
+        if not pairs:
+            continue
+        images = [(pair.before, pair.after) for pair in pairs]
+        adapter.route({key: 1.0})
+        with adapter.folded({key: 1.0}):
+            styled = score_pairs(backbone, images)
+        adapter.clear_routing()
+        base = score_pairs(backbone, images)
+        metrics[label] = {"psnr": styled["psnr"], "ssim": styled["ssim"], "base_psnr": base["psnr"],
+                          "identity_psnr": styled["identity_psnr"], "identity_ssim": styled["identity_ssim"]}
+    return metrics

@@ -1,0 +1,88 @@
+"""Measuring the embedded base model for its model card.
+
+* Identity fidelity: held-out photos, each resized to the model's working size for its aspect
+  ratio, edited with the empty (identity) instruction at the default steps; PSNR against the
+  resized photo, in fp32 and bf16.
+* Generic edits: PSNR of each instruction's result against the exact edit, on held-out photos.
+* Generation: colour statistics of generated images against held-out photos, as a Fréchet
+  distance (:func:`engine.metrics.image_quality.frechet_distance`), beside two references: training
+  photos (what a perfect generator scores) and flat mid-grey-noise images (a failing one).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from engine.metrics.image_quality import colour_features, frechet_distance, psnr
+from engine.models.backbones.embedded.backbone import EmbeddedBackbone
+from engine.models.backbones.embedded.instructions import GENERIC_EDITS
+from engine.models.sampling.sampler import SamplerSettings, sample
+from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
+from engine.training.photo_pool import CropSampler, buckets, fit_photo, load_photos, split
+
+GENERATION_SEEDS = 24
+
+
+def run_edit(backbone: EmbeddedBackbone, photo: torch.Tensor, prompt: str, seed: int = 0,
+             noise_scale: float = 1.0) -> torch.Tensor:
+    """Edit ``(1, 3, H, W)`` in ``[0, 1]``; returns the same shape in ``[0, 1]``.
+
+    Standard noise by default, as the model was trained: the card reports the model itself; the
+    default edit (zero noise) is measured beside it by :mod:`benchmarks.noise_scale`."""
+    source = backbone.encode(photo * 2 - 1)
+    settings = SamplerSettings(seed=seed, noise_scale=noise_scale)
+    latents = sample(backbone, backbone.encode_prompt([prompt]), source.shape, settings, source=source)
+    return ((backbone.decode(latents) + 1) / 2).clamp(0, 1)
+
+
+def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
+    """All model-card measurements, as a JSON-ready dict."""
+    photos = load_photos(photo_folder)
+    train_names, held_out = split(list(photos))
+    held = {}
+    for name in held_out:
+        height, width = photos[name].shape[:2]
+        held[name] = fit_photo(photos[name], backbone.fit_size(width, height))
+    metrics: dict = {"held_out_photos": held_out, "default_steps": backbone.default_steps}
+
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        backbone.transformer.to(dtype)
+        began = time.perf_counter()
+        scores = [psnr(run_edit(backbone, photo, ""), photo).item() for photo in held.values()]
+        metrics[f"identity_psnr_{label}"] = {"mean": round(sum(scores) / len(scores), 2), "min": round(min(scores), 2),
+                                            "seconds_per_edit": round((time.perf_counter() - began) / len(scores), 3)}
+    backbone.transformer.to(torch.float32)
+
+    edits = {}
+    for instruction in GENERIC_EDITS:
+        model_scores, unedited_scores = [], []
+        for photo in held.values():
+            truth = GENERIC_EDIT_FUNCTIONS[instruction](photo)
+            model_scores.append(psnr(run_edit(backbone, photo, instruction), truth).item())
+            unedited_scores.append(psnr(photo, truth).item())
+        edits[instruction] = {"model_psnr": round(sum(model_scores) / len(model_scores), 2),
+                              "unedited_psnr": round(sum(unedited_scores) / len(unedited_scores), 2)}
+    metrics["generic_edits"] = edits
+
+    size = (backbone.native_resolution, backbone.native_resolution)
+    generated = []
+    for seed in range(GENERATION_SEEDS):
+        latents = sample(backbone, backbone.encode_prompt([""]), torch.Size((1, 3, size[1], size[0])), SamplerSettings(seed=seed))
+        generated.append(((backbone.decode(latents) + 1) / 2).clamp(0, 1))
+    generated_features = colour_features(torch.cat(generated))
+    generator = torch.Generator().manual_seed(0)
+    held_crops = CropSampler.from_arrays([photos[n] for n in held_out]).batch(size, GENERATION_SEEDS, generator)
+    train_crops = CropSampler.from_arrays([photos[n] for n in train_names]).batch(size, GENERATION_SEEDS, generator)
+    noise = (0.5 + 0.1 * torch.randn(GENERATION_SEEDS, 3, size[1], size[0], generator=generator)).clamp(0, 1)
+    held_features = colour_features(held_crops)
+    metrics["generation_colour_frechet"] = {
+        "generated_vs_held_out": round(frechet_distance(generated_features, held_features), 4),
+        "training_photos_vs_held_out": round(frechet_distance(colour_features(train_crops), held_features), 4),
+        "grey_noise_vs_held_out": round(frechet_distance(colour_features(noise), held_features), 4),
+        "samples": GENERATION_SEEDS,
+    }
+    metrics["buckets"] = buckets(backbone.native_resolution, backbone.resolution_multiple)
+    return metrics

@@ -1,0 +1,147 @@
+"""Writing ``assets/base/MODEL_CARD.md`` from a pretraining run's facts and measurements.
+
+Every number in the card comes from ``facts`` (the run) or ``metrics``
+(:func:`engine.training.base_eval.evaluate_base`); the prose around them is fixed here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.core.files import write_text_atomic
+
+DESIGN = """\
+## Design, and why
+
+Chosen by measurement on the 2-core CPU these machines have (figures: `BENCHMARKS.md`,
+`python -m benchmarks.backbone_choices`).
+
+- **Architecture.** diffusers' `FluxTransformer2DModel`, so module names are FLUX.1 Kontext's
+  (`transformer_blocks.N.attn.to_q`, `single_transformer_blocks.N.proj_mlp`, ...) and adapters,
+  fusion and LoRA export are the same code for both backbones.
+- **Representation: pixel space, 8x8 packed patches.** No VAE to train or run; a patch is one
+  token, so a 128x128 image is 256 tokens of 192 values. A latent space would need an
+  autoencoder whose own reconstruction error bounds every edit; at this size pixels are cheaper
+  and exact.
+- **Conditioning: source in channels.** The noisy patch and the source patch are concatenated
+  per token (384 inputs). Kontext puts source tokens in the sequence instead; that doubles the
+  tokens, and measured here costs about twice the time per forward pass for the same width.
+- **Residual x-prediction.** The transformer predicts the clean image as a residual over the
+  source, `x0 = source + f(...)`, with `proj_out` zero-initialised; the sampler still receives a
+  velocity `v = (x_t - x0) / t` (the backbone contract). An untrained model is an exact identity
+  editor, and fidelity to the source, which bounds every style trained on top, is high.
+- **Instructions, not text.** Learned token sequences stand where FLUX takes T5 tokens (and a
+  pooled vector where it takes CLIP's): `identity`, `generate` and ten generic edits.
+- **Modes.** Edit (a source photo) and generation (no source: zero source channels and the
+  `generate` instruction); subject LoRAs use generation.
+- **Resolution.** 128x128 pixels of area; any aspect ratio whose sides are multiples of 8
+  (RoPE positions make any grid valid), trained on five aspect-ratio buckets.
+"""
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "| | |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows)
+
+
+def write_model_card(folder: Path, facts: dict, metrics: dict) -> None:
+    config = facts["pretrain"]
+    identity32, identity16 = metrics["identity_psnr_fp32"], metrics["identity_psnr_bf16"]
+    generation = metrics["generation_colour_frechet"]
+    edit_rows = "\n".join(
+        f"| {name} | {values['model_psnr']} | {values['unedited_psnr']} |" for name, values in metrics["generic_edits"].items()
+    )
+    text = f"""# Atelier embedded base model
+
+A small image-editing diffusion transformer that Atelier trains itself and ships, so the studio
+works out of the box on a CPU with no download. Files: `model.safetensors` (weights),
+`config.json` (architecture and training settings), `metrics.json` (the numbers below).
+
+{_table([
+    ("Architecture", "FLUX DiT (diffusers FluxTransformer2DModel), pixel space, 8x8 patches, source in channels"),
+    ("Parameters", f"{facts['parameters']:,}"),
+    ("Preset", config["preset"]),
+    ("Training steps", f"{config['steps']} at batch {config['batch_size']}"),
+    ("Training wall time", f"{facts['pretrain_wall_time_s'] / 60:.1f} min on a 2-core CPU machine, shared with other work"),
+    ("Seed", str(config["seed"])),
+])}
+
+{DESIGN}
+## Data
+
+The 73 images of `../shared/photos` (wallpapers and photos from six Debian packages; authors and
+licences in `../shared/photos/licenses`) and nine scikit-image photos. Every eighth photo by
+sorted name is held out: {", ".join(metrics["held_out_photos"])}. Crops take a random 35-100 % scale, position and
+horizontal flip, resized with antialiasing to an aspect-ratio bucket of about 128x128 pixels.
+
+Tasks: identity edits ({config['identity_fraction']:.0%}), generation with no source
+({config['generate_fraction']:.0%}), and ten generic edits selected by instruction (the rest):
+brighter, darker, more/less contrast, warmer, cooler, more saturated, grey, blur, sharpen. No
+line, cartoon, posterise, sepia, paint, pixel-art, halftone or emboss effect is used, so the
+benchmark styles are new to the model.
+
+Loss: rectified-flow matching on the velocity, logit-normal timesteps; AdamW at
+{config['learning_rate']} with {config['warmup_steps']} warm-up steps and cosine decay. Shipped
+weights: {config.get('shipped_weights', 'ema')} (an EMA of decay {config['ema_decay']} is tracked too; over a run this short
+it lags behind the optimizer's weights).
+
+## Measured quality (held-out photos, native resolution, {metrics['default_steps']} Euler steps, standard starting noise)
+
+Identity edits, PSNR against the photo:
+
+| precision | mean PSNR (dB) | worst photo (dB) | seconds per edit (during the run) |
+|---|---|---|---|
+| fp32 | {identity32['mean']} | {identity32['min']} | {identity32['seconds_per_edit']} |
+| bf16 | {identity16['mean']} | {identity16['min']} | {identity16['seconds_per_edit']} |
+
+Generic edits, mean PSNR against the exact edit (and of the unedited photo, for scale):
+
+| instruction | model (dB) | unedited photo (dB) |
+|---|---|---|
+{edit_rows}
+
+Generation with no source: a Fréchet distance between Gaussian fits of nine colour statistics
+(RGB means and deviations, saturation, luma percentiles) of {generation['samples']} generated
+images and of held-out photo crops. Lower is closer to photos.
+
+| set compared with held-out photos | colour Fréchet distance |
+|---|---|
+| generated images | {generation['generated_vs_held_out']} |
+| training-photo crops (a perfect generator) | {generation['training_photos_vs_held_out']} |
+| grey noise (a failing generator) | {generation['grey_noise_vs_held_out']} |
+
+Reproduce: `python -m engine.training.pretrain` (add `--preset base` for a larger model).
+
+## Limits
+
+128 px is small: use it for looks and colour, not detail. Generation makes photo-like colour
+layouts, not recognisable objects; it exists for subject LoRAs. Trained on 72 images. An
+instruction whose row above shows no gain over the unedited photo is not learned at this
+training length, and edits that change a photo can show seams along the 8x8 patch grid (seen
+in the studio after 2000 steps); identity fidelity, which bounds every style trained on top, is
+what the recipe optimises first.
+
+Edits start from zero noise by default (`edit_noise_scale` 0 in `config.json`;
+`SamplerSettings.noise_scale` overrides it): the Euler walk then starts from the noise's mean,
+every edit is the same for every seed, and the identity and instruction edits above
+score higher than with standard noise (`python -m benchmarks.noise_scale`, BENCHMARKS.md).
+Generation always draws standard noise.
+"""
+    write_text_atomic(folder / "MODEL_CARD.md", text)
+
+
+def main() -> None:
+    """Re-render the card from a model folder's ``config.json`` and ``metrics.json`` (no retraining)."""
+    import argparse
+    import json
+
+    from engine.models.backbones.embedded.backbone import ASSETS
+
+    parser = argparse.ArgumentParser(prog="python -m engine.training.model_card", description=main.__doc__)
+    parser.add_argument("folder", nargs="?", default=str(ASSETS))
+    folder = Path(parser.parse_args().folder)
+    config = json.loads((folder / "config.json").read_text())
+    write_model_card(folder, config, json.loads((folder / "metrics.json").read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Pretraining the embedded base editing model (``python -m engine.training.pretrain``).
+
+Recipe (fixed seed; data in :mod:`engine.training.photo_pool`):
+
+* Tasks per sample: identity edits (source = target), generation (no source) and the generic
+  instruction edits of :mod:`engine.training.generic_edits`, in the proportions of
+  :class:`PretrainConfig`.
+* Loss: rectified-flow matching on the velocity, ``|v_pred - (noise - x_0)|^2``, through the
+  backbone contract (the model predicts ``x_0``; Li & He 2025 pair x-prediction with this
+  v-loss). ``t`` is logit-normal (SD3, Esser et al. 2024) mapped into ``[min_timestep, 1]``.
+* AdamW with linear warm-up then cosine decay. An EMA of the weights is kept too; the raw weights
+  are shipped by default, since over a short run the EMA lags behind them.
+* Data for step ``k`` comes from a generator seeded by ``(seed, k)``, so a resumed run sees the
+  same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from engine.core.configuration import option, require, to_dict
+from engine.core.files import write_text_atomic
+from engine.models.backbones.base import Condition
+from engine.models.backbones.embedded.backbone import ASSETS, EmbeddedBackbone
+from engine.models.backbones.embedded.config import PRESETS
+from engine.models.backbones.embedded.instructions import GENERATE, GENERIC_EDITS, IDENTITY, INSTRUCTIONS
+from engine.training.checkpoint import load_checkpoint, save_checkpoint
+from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
+from engine.training.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
+from engine.training.schedules import sample_timesteps, warmup_cosine
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of a pretraining run."""
+
+    preset: str = option("small", "Model size preset of engine.models.backbones.embedded.config.PRESETS.")
+    steps: int = option(2000, "Optimizer steps.")
+    batch_size: int = option(8, "Crops per step (one aspect-ratio bucket per step).")
+    learning_rate: float = option(4e-4, "Peak AdamW learning rate.")
+    warmup_steps: int = option(200, "Linear warm-up steps before the cosine decay.")
+    weight_decay: float = option(0.01, "AdamW weight decay.")
+    ema_decay: float = option(0.999, "Decay of the exponential moving average of the weights (warmed up as (1+k)/(10+k)).")
+    shipped_weights: str = option("raw", "Which weights to write: 'raw' (the optimizer's) or 'ema'; over a run of a few thousand steps the EMA lags behind.")
+    identity_fraction: float = option(0.3, "Share of samples that are identity edits.")
+    generate_fraction: float = option(0.3, "Share of samples that are generations with no source.")
+    seed: int = option(0, "Seed of the initial weights and of every batch.")
+    checkpoint_every: int = option(250, "Steps between resumable checkpoints.")
+    photos: str = option(str(SHARED_PHOTOS), "Folder of training photos (scikit-image's are added).")
+    output: str = option(str(ASSETS), "Folder the finished model (EMA weights, config, card) is written to.")
+    run_folder: str = option("runs/pretrain", "Folder for checkpoints and the training log.")
+
+    def __post_init__(self) -> None:
+        require(self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}")
+        require(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be at least 1")
+        require(0 <= self.identity_fraction + self.generate_fraction <= 1, "identity and generate fractions must sum to at most 1")
+        require(0 < self.ema_decay < 1, "ema_decay must lie in (0, 1)")
+        require(self.shipped_weights in ("raw", "ema"), "shipped_weights must be 'raw' or 'ema'")
+
+
+def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, int], generator: torch.Generator):
+    """One batch: target and source images in ``[-1, 1]`` (source ``None`` rows are zeros with a
+    generate instruction) and instruction ids ``(B,)``."""
+    photos = sampler.batch(size, config.batch_size, generator)
+    draws = torch.rand(config.batch_size, generator=generator)
+    edit_choice = torch.randint(len(GENERIC_EDITS), (config.batch_size,), generator=generator)
+    targets, sources, ids = [], [], []
+    for photo, draw, edit in zip(photos, draws, edit_choice):
+        if draw < config.identity_fraction:
+            target, source, name = photo, photo, IDENTITY
+        elif draw < config.identity_fraction + config.generate_fraction:
+            target, source, name = photo, None, GENERATE
+        else:
+            name = GENERIC_EDITS[int(edit)]
+            target, source = GENERIC_EDIT_FUNCTIONS[name](photo[None])[0], photo
+        targets.append(target * 2 - 1)
+        sources.append(torch.zeros_like(photo) if source is None else source * 2 - 1)
+        ids.append(INSTRUCTIONS.index(name))
+    return torch.stack(targets), torch.stack(sources), torch.tensor(ids)
+
+
+def learning_rate_at(config: PretrainConfig, step: int) -> float:
+    return warmup_cosine(config.learning_rate, config.warmup_steps, config.steps, step)
+
+
+def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timesteps, noise) -> torch.Tensor:
+    """Mean squared error between predicted and true velocity ``noise - x_0``.
+
+    ``targets``, ``sources``, ``noise``: ``(B, 3, H, W)``; ``ids``, ``timesteps``: ``(B,)``.
+    Rows whose instruction is ``generate`` are run without a source by the zero source image,
+    which is exactly what the model sees in generation mode.
+    """
+    time = timesteps.view(-1, 1, 1, 1)
+    noisy = (1 - time) * targets + time * noise
+    condition = Condition([], {"instruction_ids": ids})
+    velocity = backbone.predict_velocity(noisy, timesteps, sources, condition)
+    return torch.mean((velocity - (noise - targets)) ** 2)
+
+
+def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
+    """Run (or resume) pretraining and return the model with ``config.shipped_weights``; writes
+    nothing to ``config.output``."""
+    photos = load_photos(Path(config.photos))
+    train_names, _ = split(list(photos))
+    sampler = CropSampler.from_arrays([photos[name] for name in train_names])
+    backbone = EmbeddedBackbone.from_config(config.preset, seed=config.seed)
+    model = backbone.model.train().requires_grad_(True)
+    sizes = buckets(backbone.native_resolution, backbone.resolution_multiple)
+    ema = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    run_folder = Path(config.run_folder)
+    parameters = dict(model.named_parameters())
+    groups, optimizers = {"model": model.state_dict(), "ema": ema}, {"model": (optimizer, parameters)}
+    record = load_checkpoint(run_folder, groups, optimizers)
+    start = record["step"] if record else 0
+    accelerator = Accelerator(cpu=True)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    run_folder.mkdir(parents=True, exist_ok=True)
+    log_file = (run_folder / "log.jsonl").open("a")
+    began = time.time()
+    for step in range(start, config.steps):
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        size = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
+        targets, sources, ids = task_batch(config, sampler, size, generator)
+        timesteps = sample_timesteps(config.batch_size, backbone.config.min_timestep, generator)
+        noise = torch.randn(targets.shape, generator=generator)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(config, step)
+        loss = flow_matching_loss(backbone, targets, sources, ids, timesteps, noise)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            # Warm-up as diffusers' EMAModel does, so early weights do not linger in the average.
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            for name, value in accelerator.unwrap_model(model).state_dict().items():
+                ema[name].lerp_(value, 1 - decay) if value.is_floating_point() else ema[name].copy_(value)
+        if (step + 1) % 25 == 0 or step == start:
+            elapsed = time.time() - began
+            record = {"step": step + 1, "loss": round(loss.item(), 5), "lr": learning_rate_at(config, step), "elapsed_s": round(elapsed, 1)}
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            log(f"step {step + 1}/{config.steps} loss {loss.item():.4f} ({elapsed / (step + 1 - start):.2f} s/step)")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            save_checkpoint(run_folder, step + 1, {"model": accelerator.unwrap_model(model).state_dict(), "ema": ema}, optimizers)
+    log_file.close()
+    final = EmbeddedBackbone.from_config(config.preset)
+    final.model.load_state_dict(ema if config.shipped_weights == "ema" else accelerator.unwrap_model(model).state_dict())
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m engine.training.pretrain", description=__doc__.splitlines()[0])
+    import dataclasses
+
+    for field in dataclasses.fields(PretrainConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default, help=field.metadata["help"])
+    parser.add_argument("--skip-eval", action="store_true", help="Write the model without measuring it (quick trials).")
+    arguments = vars(parser.parse_args(argv))
+    skip_eval = arguments.pop("skip_eval")
+    config = PretrainConfig(**arguments)
+    torch.manual_seed(config.seed)
+    began = time.time()
+    backbone = pretrain(config)
+    log_lines = [json.loads(line) for line in (Path(config.run_folder) / "log.jsonl").read_text().splitlines()]
+    wall = sum_wall_time(log_lines)
+    facts = {"pretrain": to_dict(config), "pretrain_wall_time_s": round(wall, 1),
+             "parameters": sum(p.numel() for p in backbone.model.parameters())}
+    backbone.save_pretrained(config.output, extra=facts)
+    if not skip_eval:
+        from engine.training.base_eval import evaluate_base
+        from engine.training.model_card import write_model_card
+
+        metrics = evaluate_base(backbone, Path(config.photos))
+        write_text_atomic(Path(config.output) / "metrics.json", json.dumps(metrics, indent=2))
+        write_model_card(Path(config.output), facts, metrics)
+    print(f"wrote {config.output} in {time.time() - began:.0f} s")
+
+
+def sum_wall_time(records: list[dict]) -> float:
+    """Training wall time over resumed segments: each segment's log restarts ``elapsed_s``."""
+    total, last = 0.0, 0.0
+    for record in records:
+        if record["elapsed_s"] < last:
+            total += last
+        last = record["elapsed_s"]
+    return total + last
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Pretraining the embedded model: the data recipe, generic edits, and exact resume."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import engine.training.pretrain as pretrain_module
+from engine.models.backbones.embedded.instructions import GENERIC_EDITS, INSTRUCTIONS
+from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS, gaussian_blur
+from engine.training.photo_pool import HOLD_OUT_EVERY, split
+from engine.training.pretrain import main
+
+
+def test_every_instruction_has_its_edit_and_edits_are_deterministic():
+    assert set(GENERIC_EDIT_FUNCTIONS) == set(GENERIC_EDITS) <= set(INSTRUCTIONS)
+    images = torch.rand(2, 3, 16, 20, generator=torch.Generator().manual_seed(0))
+    for name, function in GENERIC_EDIT_FUNCTIONS.items():
+        result = function(images)
+        assert result.shape == images.shape and torch.equal(result, function(images)), name
+        assert 0 <= result.min() and result.max() <= 1, name
+
+
+def test_gaussian_blur_keeps_a_constant_image_and_its_mean():
+    flat = torch.full((1, 3, 12, 12), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 1.2), flat)
+    noisy = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert abs(gaussian_blur(noisy, 1.0).mean() - noisy.mean()) < 0.01
+    assert gaussian_blur(noisy, 1.0).std() < noisy.std()
+
+
+def test_split_holds_out_every_eighth_name_and_nothing_else():
+    names = [f"photo{index:02d}" for index in range(40)]
+    train, held = split(names)
+    assert len(held) == 40 // HOLD_OUT_EVERY and not set(train) & set(held) and set(train) | set(held) == set(names)
+
+
+def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
+    common = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "3", "--steps", "6"]
+    main([*common, "--run-folder", str(tmp_path / "straight"), "--output", str(tmp_path / "straight-model")])
+
+    real_save = pretrain_module.save_checkpoint
+
+    def save_then_die(folder, step, *args, **kwargs):
+        real_save(folder, step, *args, **kwargs)
+        if step == 3:
+            raise KeyboardInterrupt("killed after the step-3 checkpoint")
+
+    monkeypatch.setattr(pretrain_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main([*common, "--run-folder", str(tmp_path / "resumed"), "--output", str(tmp_path / "resumed-model")])
+    assert not (tmp_path / "resumed-model").exists()
+    monkeypatch.setattr(pretrain_module, "save_checkpoint", real_save)
+    main([*common, "--run-folder", str(tmp_path / "resumed"), "--output", str(tmp_path / "resumed-model")])
+
+    straight = load_file(tmp_path / "straight-model" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed-model" / "model.safetensors")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=1e-5)
