@@ -14,10 +14,12 @@ from engine.models.backbones.embedded.instructions import GENERATE, INSTRUCTIONS
 from engine.models.backbones.registry import DTYPE_CHOICES, EMBEDDED, compute_dtype, load_backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution, check_render_size
 from engine.services.style_edit import MAX_MIX, StyleEditor
 
 NAME = "edit"
-SUMMARY = "Edit one photo with a model; the result keeps the photo's aspect ratio at the model's working size."
+SUMMARY = ("Edit one photo with a model; the model works at its working size and the result is carried to the photo's "
+           "own size (--render).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="OUT",
                         help=f"Where to write the result; the extension ({', '.join(SAVE_FORMATS)}) picks the format.")
     add_config_arguments(parser, SamplerSettings)
+    add_config_arguments(parser, RenderSettings)
     edits = ", ".join(instruction for instruction in INSTRUCTIONS if instruction != GENERATE)
     parser.add_argument("--prompt", default="",
                         help=f"The edit to make; empty uses the model's default. The embedded model knows: {edits}.")
@@ -56,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         raise InputError(f"{args.out} is a folder; give a file name such as {args.out / 'edited.png'}")
     settings = config_from_args(SamplerSettings, args)
+    render = config_from_args(RenderSettings, args)
     mix = style_mix(args.style, args.weight)
     photo = load_photo(args.input)
+    check_render_size(photo.size, str(args.input))
     backbone = load_backbone(args.model, dtype=compute_dtype(args.dtype, styled=bool(mix)))
     if mix:
         with StyleLibrary.open(args.library) as library:
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with ProgressBar("editing") as progress:
             result = edit_photo(backbone, photo, settings, prompt=args.prompt, callback=progress)
+    result = carry_to_full_resolution(photo, result, render)
     try:
         save_image(result, args.out)
     except OSError as error:

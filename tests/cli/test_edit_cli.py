@@ -44,16 +44,26 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_edit_writes_the_result_with_the_photos_aspect_ratio(model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("render", ["guided", "resize"])
+def test_edit_writes_the_result_at_the_photos_size(model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   render: str) -> None:
+    # The model works at 48x24 for this 64x32 photo; the file has the photo's own size.
+    assert load_backbone(str(model)).fit_size(64, 32) == (48, 24)
     out = tmp_path / "results" / "edited.png"
-    assert edit("--input", photo, "--out", out, "--steps", 2, "--seed", 3, "--model", model) == 0
+    assert edit("--input", photo, "--out", out, "--steps", 2, "--seed", 3, "--model", model, "--render", render) == 0
     with Image.open(out) as result:
         size = result.size
         assert result.format == "PNG"
-    assert size == load_backbone(str(model)).fit_size(64, 32) == (48, 24)
-    assert size[0] == 2 * size[1]
-    assert f"{out} (48x24)" in capsys.readouterr().out
+    assert size == (64, 32)
+    assert f"{out} (64x32)" in capsys.readouterr().out
     assert sorted(p.name for p in out.parent.iterdir()) == ["edited.png"]
+
+
+def test_edit_refuses_a_photo_over_the_full_resolution_cap(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    big = tmp_path / "big.png"
+    Image.new("RGB", (6000, 4001)).save(big)
+    assert edit("--input", big, "--out", tmp_path / "out.png") == 2
+    assert "up to 24 MP: downscale it first" in one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(("arguments", "steps_run"), [(["--steps", "3"], 3), ([], 4), (["--steps", "4", "--strength", "0.5"], 2)],

@@ -1,0 +1,79 @@
+"""From the model's working-size result to a result at the photo's own size.
+
+Every edit runs the model on a working-size copy of the photo (:meth:`Backbone.fit_size`, a few
+hundred pixels a side for the embedded model). :func:`carry_to_full_resolution` then returns the
+result at the photo's width and height:
+
+* ``guided`` (the default): the edit's colour change is fitted locally and applied to the full
+  photo (:mod:`engine.rendering.guided_upsampling`), so every pixel of the photo's detail stays;
+* ``resize``: the working-size result upscaled (bicubic), the path before full-resolution
+  rendering, kept for comparison.
+
+Photos above :data:`MAX_RENDER_PIXELS` are refused with a message; below it, peak memory stays
+bounded because the guided path works in strips of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.core.configuration import option, require
+from engine.core.errors import InputError
+from engine.core.imaging import resize_to
+from engine.rendering.guided_upsampling import apply_local_affine, fit_local_affine
+
+RENDER_METHODS = ("guided", "resize")
+MAX_RENDER_PIXELS = 24_000_000  # 24 MP: the largest photo a full-resolution result is made for
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How a working-size result is carried to the photo's resolution."""
+
+    render: str = option("guided", "How the result reaches the photo's size: 'guided' applies the edit's local colour "
+                                   "change to the full photo, keeping its detail; 'resize' upscales the model's result.")
+    guided_radius: int = option(1, "guided: the radius, in working-size pixels, of the windows the colour change is "
+                                   "fitted over (larger is smoother).")
+    guided_epsilon: float = option(1e-4, "guided: the regularisation of each window's fit (larger keeps flat areas "
+                                         "closer to their mean colour change, smaller follows the edit more closely).")
+
+    def __post_init__(self) -> None:
+        require(self.render in RENDER_METHODS, f"render must be one of {', '.join(RENDER_METHODS)}, not {self.render!r}")
+        require(0 <= self.guided_radius <= 16, "guided_radius must lie between 0 and 16")
+        require(0.0 < self.guided_epsilon <= 1.0, "guided_epsilon must lie in (0, 1]")
+
+
+def check_render_size(size: tuple[int, int], name: str = "the photo") -> None:
+    """Refuse a photo larger than :data:`MAX_RENDER_PIXELS`, naming it and its size."""
+    width, height = size
+    if width * height > MAX_RENDER_PIXELS:
+        raise InputError(f"{name} is {width}x{height} px ({width * height / 1e6:.1f} MP); full-resolution results are made "
+                         f"for photos up to {MAX_RENDER_PIXELS // 1_000_000} MP: downscale it first")
+
+
+def unit_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB Pillow image to ``(3, H, W)`` float32 in ``[0, 1]``."""
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def carry_to_full_resolution(photo: Image.Image, result: Image.Image, settings: RenderSettings | None = None) -> Image.Image:
+    """``result``, the model's edit of ``photo`` at working size, at ``photo``'s size (RGB).
+
+    The working-size source is ``photo`` resized to ``result``'s size exactly as
+    :func:`engine.models.editing.edit_photo` made it (area averaging down)."""
+    settings = settings or RenderSettings()
+    photo = photo.convert("RGB")
+    check_render_size(photo.size)
+    if result.size == photo.size:
+        return result
+    if settings.render == "resize":
+        return resize_to(result, photo.size)
+    source = unit_tensor(resize_to(photo, result.size))
+    coefficients = fit_local_affine(source, unit_tensor(result), settings.guided_radius, settings.guided_epsilon)
+    pixels = torch.from_numpy(np.array(photo)).permute(2, 0, 1)  # (3, H, W) uint8: no float copy of the whole photo
+    full = apply_local_affine(coefficients, pixels)
+    return Image.fromarray(full.permute(1, 2, 0).numpy(), mode="RGB")

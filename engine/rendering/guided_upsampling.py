@@ -1,0 +1,117 @@
+"""Carrying a low-resolution edit to the photo's full resolution with local affine colour maps.
+
+The model edits a small working-size copy of the photo. Upscaling that result throws away every
+pixel of the photo's own detail; instead, this fits how the edit changed the colours, locally,
+and applies that change to the full-resolution photo (the idea of bilateral guided upsampling,
+Chen, Adams, Wadhwa & Hasinoff 2016, and HDRnet, Gharbi et al. 2017, here in the form of the fast
+guided filter, He & Sun 2015, "Fast Guided Filter", with the photo as a colour guide):
+
+1. At working size, for every window of ``(2 radius + 1)^2`` pixels, the least-squares affine map
+   ``edit ≈ A source + b`` (``A`` 3 x 3, ``b`` 3), ridge-regularised by ``epsilon`` (He, Sun &
+   Tang 2013, "Guided Image Filtering", eq. 14 for a colour guide):
+   ``A = cov(edit, source) (cov(source, source) + epsilon I)^-1``, ``b = mean(edit) - A mean(source)``.
+2. The coefficients of all windows covering a pixel are averaged (the guided filter's second box).
+3. The ``(12, h, w)`` coefficient maps are upsampled bilinearly to the photo's size, a strip of
+   rows at a time, and applied: ``out = A(x) photo(x) + b(x)``.
+
+A global affine colour transform is recovered exactly wherever a window's colours are not flat
+(the closed form ``tests/rendering/test_guided_upsampling.py`` checks); flat windows fall back to
+their mean colour change. Structure the edit draws (lines, strokes) is not an affine function of
+the photo's colours, so it is blurred to the window size: such styles need a larger working size.
+
+Peak memory is bounded by the strip: about ``strip_rows x width x 15`` floats beside the photo
+and the result, whatever the photo's height.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.core.errors import InputError
+
+COEFFICIENTS = 12  # A (3 x 3, row-major) then b (3)
+
+
+def box_mean(images: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the ``(2 radius + 1)^2`` window around each pixel, shrunk at the borders to the
+    pixels that exist. ``images``: ``(C, h, w)``; returns the same shape."""
+    if radius == 0:
+        return images
+    return F.avg_pool2d(images.unsqueeze(0), 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[0]
+
+
+def fit_local_affine(source: torch.Tensor, edit: torch.Tensor, radius: int = 1, epsilon: float = 1e-4) -> torch.Tensor:
+    """Per-pixel affine colour maps from ``source`` to ``edit``, both ``(3, h, w)`` in ``[0, 1]``.
+
+    Returns ``(12, h, w)`` float32: ``A`` row-major in channels 0-8, ``b`` in 9-11, averaged over
+    the windows covering each pixel (steps 1 and 2 of the module docstring)."""
+    if source.shape != edit.shape or source.dim() != 3 or source.shape[0] != 3:
+        raise InputError(f"source {tuple(source.shape)} and edit {tuple(edit.shape)} must both be (3, h, w) images")
+    if radius < 0 or epsilon <= 0:
+        raise InputError(f"the guided fit needs radius >= 0 and epsilon > 0, got {radius} and {epsilon}")
+    source, edit = source.double(), edit.double()
+    height, width = source.shape[1:]
+    mean_source, mean_edit = box_mean(source, radius), box_mean(edit, radius)
+    # (3, 3, h, w) second moments, centred: cov[i, j] = E[s_i s_j] - E[s_i] E[s_j].
+    products = (source.unsqueeze(1) * source.unsqueeze(0)).reshape(9, height, width)
+    covariance = box_mean(products, radius).reshape(3, 3, height, width) - mean_source.unsqueeze(1) * mean_source.unsqueeze(0)
+    cross = (edit.unsqueeze(1) * source.unsqueeze(0)).reshape(9, height, width)
+    cross_covariance = box_mean(cross, radius).reshape(3, 3, height, width) - mean_edit.unsqueeze(1) * mean_source.unsqueeze(0)
+    regularised = covariance.permute(2, 3, 0, 1) + epsilon * torch.eye(3, dtype=torch.float64)
+    # A (cov + eps I) = cross  <=>  (cov + eps I) A^T = cross^T  (cov is symmetric).
+    transform = torch.linalg.solve(regularised, cross_covariance.permute(2, 3, 1, 0)).transpose(-1, -2)  # (h, w, 3, 3)
+    offset = mean_edit.permute(1, 2, 0) - (transform @ mean_source.permute(1, 2, 0).unsqueeze(-1)).squeeze(-1)  # (h, w, 3)
+    coefficients = torch.cat([transform.reshape(height, width, 9), offset], dim=-1).permute(2, 0, 1)
+    return box_mean(coefficients, radius).float()
+
+
+def source_positions(low: int, high: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output pixels ``start..stop-1`` of a side of ``high`` pixels sampled from ``low``: the
+    two neighbouring low-resolution indices and the weight of the second, as bilinear
+    interpolation with ``align_corners=False`` places them (``F.interpolate``'s convention)."""
+    centres = (torch.arange(start, stop, dtype=torch.float64) + 0.5) * (low / high) - 0.5
+    centres = centres.clamp(min=0.0)
+    first = centres.floor().long().clamp(max=low - 1)
+    second = (first + 1).clamp(max=low - 1)
+    return first, second, (centres - first).float()
+
+
+def upsample_columns(coefficients: torch.Tensor, width: int) -> torch.Tensor:
+    """``(C, h, w)`` to ``(C, h, width)``, bilinear along x (the first, cheap half of the
+    separable upsampling; rows are interpolated per strip in :func:`apply_local_affine`)."""
+    first, second, weight = source_positions(coefficients.shape[2], width, 0, width)
+    return torch.lerp(coefficients[:, :, first], coefficients[:, :, second], weight)
+
+
+def apply_local_affine(coefficients: torch.Tensor, photo: torch.Tensor, strip_rows: int = 256) -> torch.Tensor:
+    """Apply ``(12, h, w)`` coefficient maps to a full-resolution ``photo`` ``(3, H, W)``: float in
+    ``[0, 1]`` (returns float32 clamped to ``[0, 1]``) or uint8 (returns uint8, rounded). Works
+    ``strip_rows`` rows at a time, so neither the upsampled coefficients nor a float copy of a
+    uint8 photo ever exist for the whole photo at once."""
+    if coefficients.dim() != 3 or coefficients.shape[0] != COEFFICIENTS:
+        raise InputError(f"coefficients must be (12, h, w), got {tuple(coefficients.shape)}")
+    if photo.dim() != 3 or photo.shape[0] != 3:
+        raise InputError(f"the photo must be a (3, H, W) image, got {tuple(photo.shape)}")
+    height, width = photo.shape[1:]
+    columns = upsample_columns(coefficients.float(), width)  # (12, h, W)
+    eight_bit = photo.dtype == torch.uint8
+    result = torch.empty(3, height, width, dtype=torch.uint8 if eight_bit else torch.float32)
+    for start in range(0, height, strip_rows):
+        stop = min(start + strip_rows, height)
+        first, second, weight = source_positions(coefficients.shape[1], height, start, stop)
+        strip = torch.lerp(columns[:, first], columns[:, second], weight[:, None])  # (12, rows, W)
+        pixels = photo[:, start:stop].float()
+        if eight_bit:
+            pixels /= 255.0
+        transform = strip[:9].reshape(3, 3, stop - start, width)
+        out = torch.einsum("ijyx,jyx->iyx", transform, pixels).add_(strip[9:]).clamp_(0.0, 1.0)
+        result[:, start:stop] = out.mul_(255.0).round_() if eight_bit else out
+    return result
+
+
+def guided_upsample(source: torch.Tensor, edit: torch.Tensor, photo: torch.Tensor, radius: int = 1,
+                    epsilon: float = 1e-4, strip_rows: int = 256) -> torch.Tensor:
+    """The whole method: fit on the working-size ``source``/``edit`` ``(3, h, w)``, apply to
+    ``photo`` ``(3, H, W)``; all in ``[0, 1]``. Returns ``(3, H, W)`` float32."""
+    return apply_local_affine(fit_local_affine(source, edit, radius, epsilon), photo, strip_rows)
