@@ -11,16 +11,16 @@ guided filter, He & Sun 2015, "Fast Guided Filter", with the photo as a colour g
    Tang 2013, "Guided Image Filtering", eq. 14 for a colour guide):
    ``A = cov(edit, source) (cov(source, source) + epsilon I)^-1``, ``b = mean(edit) - A mean(source)``.
 2. The coefficients of all windows covering a pixel are averaged (the guided filter's second box).
-3. The ``(12, h, w)`` coefficient maps are upsampled bilinearly to the photo's size, a strip of
-   rows at a time, and applied: ``out = A(x) photo(x) + b(x)``.
+3. The ``(12, h, w)`` coefficient maps are upsampled bilinearly to the photo's size and applied,
+   ``out = A(x) photo(x) + b(x)``, a few rows at a time (:func:`apply_local_affine`).
 
 A global affine colour transform is recovered exactly wherever a window's colours are not flat
 (the closed form ``tests/rendering/test_guided_upsampling.py`` checks); flat windows fall back to
 their mean colour change. Structure the edit draws (lines, strokes) is not an affine function of
 the photo's colours, so it is blurred to the window size: such styles need a larger working size.
 
-Peak memory is bounded by the strip: about ``strip_rows x width x 15`` floats beside the photo
-and the result, whatever the photo's height.
+Peak memory is bounded by the strip: a few ``3 x strip_rows x width`` float temporaries beside the
+photo and the result, whatever the photo's height.
 """
 
 from __future__ import annotations
@@ -84,29 +84,48 @@ def upsample_columns(coefficients: torch.Tensor, width: int) -> torch.Tensor:
     return torch.lerp(coefficients[:, :, first], coefficients[:, :, second], weight)
 
 
+def affine_rows(transform: torch.Tensor, offset: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """``transform @ pixel + offset`` for coefficients that vary along x only: ``transform``
+    ``(3, 3, W)``, ``offset`` ``(3, W)``, ``pixels`` ``(3, rows, W)``; returns ``(3, rows, W)``."""
+    out = torch.addcmul(offset[:, None, :], transform[:, 0, None, :], pixels[0])
+    out.addcmul_(transform[:, 1, None, :], pixels[1])
+    return out.addcmul_(transform[:, 2, None, :], pixels[2])
+
+
 def apply_local_affine(coefficients: torch.Tensor, photo: torch.Tensor, strip_rows: int = 256) -> torch.Tensor:
-    """Apply ``(12, h, w)`` coefficient maps to a full-resolution ``photo`` ``(3, H, W)``: float in
-    ``[0, 1]`` (returns float32 clamped to ``[0, 1]``) or uint8 (returns uint8, rounded). Works
-    ``strip_rows`` rows at a time, so neither the upsampled coefficients nor a float copy of a
-    uint8 photo ever exist for the whole photo at once."""
+    """Apply ``(12, h, w)`` coefficient maps, upsampled bilinearly (``align_corners=False``), to a
+    full-resolution ``photo`` ``(3, H, W)``: float in ``[0, 1]`` (returns float32 clamped to
+    ``[0, 1]``) or uint8 (returns uint8, rounded).
+
+    Output rows between the same two coefficient rows ``i`` and ``i + 1`` share them, so with
+    ``C = (1 - t) C_i + t C_{i+1}`` the result is ``(A_i p + b_i) + t ((A_{i+1} - A_i) p + (b_{i+1} - b_i))``:
+    two 3-channel affine maps whose coefficients vary along x only. So no 12-channel map is ever
+    made at full resolution; work goes at most ``strip_rows`` rows at a time, which bounds the
+    temporaries (and a uint8 photo's float copy) whatever the photo's height."""
     if coefficients.dim() != 3 or coefficients.shape[0] != COEFFICIENTS:
         raise InputError(f"coefficients must be (12, h, w), got {tuple(coefficients.shape)}")
     if photo.dim() != 3 or photo.shape[0] != 3:
         raise InputError(f"the photo must be a (3, H, W) image, got {tuple(photo.shape)}")
     height, width = photo.shape[1:]
     columns = upsample_columns(coefficients.float(), width)  # (12, h, W)
+    steps = torch.diff(columns, dim=1, append=columns[:, -1:])  # C_{i+1} - C_i, zero past the last row
+    first, _, weight = source_positions(coefficients.shape[1], height, 0, height)
     eight_bit = photo.dtype == torch.uint8
     result = torch.empty(3, height, width, dtype=torch.uint8 if eight_bit else torch.float32)
-    for start in range(0, height, strip_rows):
-        stop = min(start + strip_rows, height)
-        first, second, weight = source_positions(coefficients.shape[1], height, start, stop)
-        strip = torch.lerp(columns[:, first], columns[:, second], weight[:, None])  # (12, rows, W)
+    start = 0
+    while start < height:
+        # A run of rows with the same first coefficient row, at most strip_rows long.
+        row = int(first[start])
+        stop = min(start + strip_rows, height, start + int((first[start:] == row).sum()))
         pixels = photo[:, start:stop].float()
         if eight_bit:
             pixels /= 255.0
-        transform = strip[:9].reshape(3, 3, stop - start, width)
-        out = torch.einsum("ijyx,jyx->iyx", transform, pixels).add_(strip[9:]).clamp_(0.0, 1.0)
+        base, step = columns[:, row], steps[:, row]  # (12, W) each
+        out = affine_rows(base[:9].view(3, 3, width), base[9:], pixels)
+        change = affine_rows(step[:9].view(3, 3, width), step[9:], pixels)
+        out.addcmul_(weight[start:stop, None], change).clamp_(0.0, 1.0)
         result[:, start:stop] = out.mul_(255.0).round_() if eight_bit else out
+        start = stop
     return result
 
 

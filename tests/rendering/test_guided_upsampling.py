@@ -96,3 +96,11 @@ def test_an_eight_bit_photo_gives_the_eight_bit_result_of_the_float_path():
     coefficients = fit_local_affine(torch.rand(3, 5, 4), torch.rand(3, 5, 4))
     expected = (apply_local_affine(coefficients, photo.float() / 255.0) * 255).round().to(torch.uint8)
     assert torch.equal(apply_local_affine(coefficients, photo, strip_rows=9), expected)
+
+
+def test_applying_equals_bilinear_coefficients_times_the_photo():
+    torch.manual_seed(3)
+    coefficients, photo = torch.randn(12, 5, 7), torch.rand(3, 37, 41)
+    upsampled = F.interpolate(coefficients[None], size=(37, 41), mode="bilinear", align_corners=False)[0]
+    expected = (torch.einsum("ijyx,jyx->iyx", upsampled[:9].reshape(3, 3, 37, 41), photo) + upsampled[9:]).clamp(0, 1)
+    assert torch.allclose(apply_local_affine(coefficients, photo, strip_rows=4), expected, atol=1e-5)
