@@ -5,9 +5,11 @@ to widget updates; the layout and wiring are in :mod:`studio.edit_tab`.
 
 * :func:`check_request` refuses what the engine would refuse before the request waits for the
   model (no concurrency limit, so it answers at once even while another edit runs);
-* :func:`run_edit` runs :meth:`engine.services.style_edit.StyleEditor.edit` in a worker thread
-  (:func:`studio.streaming.stream_call`) and yields each step's estimate, then the result as a
-  before/after slider, a PNG download and an updated gallery of recent results.
+* :func:`run_edit` runs :meth:`engine.services.style_edit.StyleEditor.edit` and carries the result
+  to the photo's own size (:func:`engine.rendering.full_resolution.carry_to_full_resolution`) in a
+  worker thread (:func:`studio.streaming.stream_call`); it yields each step's working-size
+  estimate, then the full-size result as a before/after slider, a PNG download and an updated
+  gallery of recent results.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import gradio as gr
 from PIL import Image
 
 from engine.core.errors import AtelierError, InputError
-from engine.core.imaging import load_photo, resize_to, save_image
+from engine.core.imaging import load_photo, save_image
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import carry_to_full_resolution, check_render_size
 from engine.services.style_edit import MAX_MIX, StyleEditor
 from studio.streaming import Finished, stream_call
 
@@ -105,9 +108,11 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
              noise_scale: float | None, *styles_and_weights: Any) -> Iterator[tuple[Any, ...]]:
     """Edit the photo and stream ``(preview, comparison, status, download, recent, gallery)``.
 
-    The comparison is ``(photo at the working size, result)``; the download is the result as a
-    PNG in ``output_folder``; ``recent`` lists ``(png path, caption)`` of the last results, newest
-    first. An :class:`AtelierError` becomes a message in the page.
+    Previews are at the model's working size; the result has the photo's own size. The
+    comparison is ``(the photo, the result)`` as files (the photo upright, as JPEG quality 95 for
+    the browser; the result as the PNG download in ``output_folder``), so a large photo is not
+    encoded again for the page; ``recent`` lists ``(png path, caption)`` of the last results,
+    newest first. An :class:`AtelierError` becomes a message in the page.
     """
     if not photo_path:
         raise gr.Error(NO_PHOTO, title="No photo")
@@ -115,13 +120,17 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
         settings = settings_from(steps, seed, strength, noise_scale)
         mix = mix_from(styles_and_weights)
         photo = load_photo(photo_path)
+        check_render_size(photo.size, Path(photo_path).name)
     except AtelierError as error:
         raise page_error(error, "Cannot edit") from error
 
     started = time.monotonic()
     yield gr.update(value=None, visible=True), gr.update(visible=False), "Starting…", gr.update(visible=False), gr.skip(), gr.skip()
     try:
-        edit = lambda callback: editor.edit(photo, mix, settings, callback=callback, prompt=prompt or "")  # noqa: E731
+        def edit(callback) -> Image.Image:
+            working = editor.edit(photo, mix, settings, callback=callback, prompt=prompt or "")
+            return carry_to_full_resolution(photo, working)
+
         for event in stream_call(edit, name="atelier-edit"):
             if isinstance(event, Finished):
                 result = event.value
@@ -135,10 +144,10 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
         LOGGER.exception("edit failed")
         raise gr.Error("The edit failed unexpectedly; the terminal running Atelier shows the details.", title="Edit failed") from error
 
-    before = resize_to(photo, result.size)
     # From zero noise the seed plays no part, so it is not named.
     seeded = settings.noise_scale_for(editor.backbone, edit=True) > 0
     download = save_result(result, output_folder, Path(photo_path).stem, settings.seed if seeded else None)
+    before = save_image(photo, download.parent / "before.jpg")
     width, height = result.size
     noise = f"seed {settings.seed}" if seeded else "no noise"
     caption = f"{describe_mix(mix)} · {noise}"
@@ -147,7 +156,7 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
               f"{noise}. Drag the slider to compare.")
     yield (
         gr.update(value=None, visible=False),
-        gr.update(value=(before, result), visible=True),
+        gr.update(value=(str(before), str(download)), visible=True),
         status,
         gr.update(value=str(download), visible=True),
         recent,

@@ -91,7 +91,7 @@ def build_edit_tab(context: StudioContext) -> None:
             status = gr.Markdown("Upload a photo, pick a style, then press **Edit**.", elem_id="edit-status")
             preview = gr.Image(label="Live preview", type="pil", interactive=False, visible=False, height=420,
                                buttons=[], elem_id="edit-preview")
-            comparison = gr.ImageSlider(label="Before / after", type="pil", format="png", interactive=False,
+            comparison = gr.ImageSlider(label="Before / after", type="filepath", interactive=False,
                                         max_height=420, buttons=["fullscreen"], elem_id="edit-comparison")
             download = gr.DownloadButton("Download result (PNG)", visible=False, elem_id="edit-download")
             recent = gr.State([])

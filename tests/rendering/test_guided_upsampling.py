@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from engine.core.assets import load_shipped_photo
 from engine.core.errors import InputError
 from engine.core.imaging import resize_to
-from engine.rendering.guided_upsampling import (apply_local_affine, fit_local_affine, guided_upsample, source_positions,
-                                                upsample_columns)
+from engine.rendering.guided_upsampling import (
+    apply_local_affine,
+    fit_local_affine,
+    guided_upsample,
+    source_positions,
+    upsample_columns,
+)
 
 COLOUR_MATRIX = torch.tensor([[0.8, 0.1, 0.05], [0.05, 0.7, 0.1], [0.1, 0.0, 0.6]])
 COLOUR_OFFSET = torch.tensor([0.05, 0.1, 0.15])

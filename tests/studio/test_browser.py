@@ -157,8 +157,10 @@ def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
 
     from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 
-    photo = make_photo(tmp_path / "hills.png")
-    working_size = EmbeddedBackbone.from_config("tiny").fit_size(*Image.open(photo).size)
+    photo = make_photo(tmp_path / "hills.png", size=(1800, 1200))
+    photo_size = list(Image.open(photo).size)
+    # The model edits at its working size; what the page shows and downloads has the photo's.
+    assert EmbeddedBackbone.from_config("tiny").fit_size(*photo_size) != tuple(photo_size)
     artefacts = artefacts_folder()
 
     with sync_playwright() as playwright:
@@ -191,7 +193,8 @@ def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
                 timeout=10_000,
             )
             sizes = slider_images.evaluate_all("images => images.map(img => [img.naturalWidth, img.naturalHeight])")
-            assert sizes == [list(working_size)] * 2, f"before/after sizes {sizes}, expected {working_size}"
+            assert sizes == [photo_size] * 2, f"before/after sizes {sizes}, expected the photo's {photo_size}"
+            expect(page.locator("#edit-status")).to_contain_text(f"{photo_size[0]}×{photo_size[1]} px")
 
             with page.expect_download(timeout=30_000) as download_info:
                 download_button.click()
@@ -200,7 +203,7 @@ def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
             download_info.value.save_as(saved)
             with Image.open(saved) as result:
                 assert result.format == "PNG"
-                assert result.size == tuple(working_size)
+                assert result.size == tuple(photo_size)
                 assert result.convert("RGB").getextrema() != ((0, 0), (0, 0), (0, 0)), "the result is blank"
 
             page.mouse.move(0, 0)

@@ -87,6 +87,19 @@ def edit_updates(context, photo: Path, *styles_and_weights, prompt: str = "ident
                          *styles_and_weights))
 
 
+def result_pixels(final_update) -> np.ndarray:
+    """The result file of an edit's last update (its comparison's after side), as int16 pixels."""
+    with Image.open(final_update[1]["value"][1]) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_a_photo_over_the_full_resolution_cap_gets_a_message(context, tmp_path: Path) -> None:
+    photo = tmp_path / "huge.png"
+    Image.new("RGB", (6000, 4001)).save(photo)
+    with pytest.raises(gr.Error, match="up to 24 MP: downscale it first"):
+        edit_updates(context, photo, "ink", 1.0)
+
+
 def test_run_edit_streams_previews_then_a_comparison_a_png_and_a_recent_result(context, tmp_path: Path) -> None:
     photo = tmp_path / "holiday.png"
     Image.new("RGB", (96, 64), (200, 120, 40)).save(photo)
@@ -95,13 +108,18 @@ def test_run_edit_streams_previews_then_a_comparison_a_png_and_a_recent_result(c
     assert previews and all(isinstance(image, Image.Image) for image in previews)
     final_preview, comparison, status, download, recent, gallery = updates[-1]
     assert final_preview["visible"] is False
+    # The model works at its working size; the comparison and the download have the photo's.
+    assert context.backbone.fit_size(96, 64) != (96, 64)
+    assert all(preview.size == context.backbone.fit_size(96, 64) for preview in previews)
     before, after = comparison["value"]
-    assert before.size == after.size == context.backbone.fit_size(96, 64)
-    assert "seed 7" in status and "ink" in status
+    with Image.open(before) as shown_before, Image.open(after) as shown_after:
+        assert shown_before.size == shown_after.size == (96, 64)
+        assert np.asarray(shown_before.convert("RGB"), dtype=np.int16).mean(axis=(0, 1)) == pytest.approx((200, 120, 40), abs=2)
+    assert "seed 7" in status and "ink" in status and "96×64 px" in status
     saved = Path(download["value"])
-    assert saved.name == "holiday-atelier-seed7.png"
+    assert saved.name == "holiday-atelier-seed7.png" and str(saved) == after
     with Image.open(saved) as image:
-        assert image.format == "PNG" and image.size == after.size
+        assert image.format == "PNG" and image.size == (96, 64)
     assert recent == [(str(saved), "ink · seed 7")] and gallery["value"] == recent
 
 
@@ -110,7 +128,7 @@ def test_a_style_a_mix_and_no_style_give_three_different_results(context, tmp_pa
     Image.new("RGB", (64, 64), (90, 160, 40)).save(photo)
 
     def result(*styles_and_weights) -> np.ndarray:
-        return np.asarray(edit_updates(context, photo, *styles_and_weights)[-1][1]["value"][1], dtype=np.int16)
+        return result_pixels(edit_updates(context, photo, *styles_and_weights)[-1])
 
     plain = result("None", 1.0, "None", 1.0, "None", 1.0)
     ink = result("ink", 1.0, "None", 1.0, "None", 1.0)
@@ -124,9 +142,9 @@ def test_edits_from_zero_noise_do_not_depend_on_the_seed_and_do_not_name_it(cont
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 64), (90, 160, 40)).save(photo)
     runs = [edit_updates(context, photo, "ink", 1.0, seed=seed, noise_scale=0.0)[-1] for seed in (1, 2)]
-    results = [np.asarray(update[1]["value"][1], dtype=np.int16) for update in runs]
+    results = [result_pixels(update) for update in runs]
     np.testing.assert_array_equal(results[0], results[1])
-    noisy = [np.asarray(edit_updates(context, photo, "ink", 1.0, seed=seed)[-1][1]["value"][1], dtype=np.int16) for seed in (1, 2)]
+    noisy = [result_pixels(edit_updates(context, photo, "ink", 1.0, seed=seed)[-1]) for seed in (1, 2)]
     assert np.abs(noisy[0] - noisy[1]).max() > 0
     status, download = runs[0][2], Path(runs[0][3]["value"])
     assert "no noise" in status and "seed" not in status
