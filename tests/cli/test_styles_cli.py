@@ -17,6 +17,7 @@ from engine.cli import main
 from engine.library import StyleLibrary
 from engine.models.backbones.registry import load_backbone
 from engine.models.editing import edit_photo
+from engine.rendering.full_resolution import carry_to_full_resolution
 from engine.services import style_ops
 from tests.adapters.moe.moe_fixtures import base_backbone
 from tests.services.test_style_ops import kohya_lora, peft_lora
@@ -58,7 +59,8 @@ def test_import_an_external_lora_edit_with_it_export_and_delete_it(tmp_path: Pat
     Image.new("RGB", (48, 40), (120, 100, 80)).save(photo)
     assert run("edit", "--input", photo, "--out", tmp_path / "styled.png", "--style", "outside", *common) == 0
     with applied_lora(reference_model, read_lora_file(lora, reference_model)):
-        expected = np.asarray(edit_photo(reference_model, Image.open(photo).convert("RGB")))
+        working = edit_photo(reference_model, Image.open(photo).convert("RGB"))
+    expected = np.asarray(carry_to_full_resolution(Image.open(photo), working))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "styled.png").convert("RGB")), expected)
 
     copy = tmp_path / "copy.safetensors"
