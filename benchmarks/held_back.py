@@ -20,7 +20,7 @@ working size ``area_fit(--resolution)``:
 3. each test photo is edited exactly as a user would, one subprocess per photo (the edit command
    takes one ``--input``): ``python -m engine edit --input PHOTO --out OUT --style NAME --library LIB``;
 4. each edit is scored against the OpenCV after-image with
-   :func:`engine.metrics.image_scores.score_pairs` (PSNR, SSIM, style distance), beside the unedited
+   :func:`engine.metrics.image_scores.score_images` (PSNR, SSIM, style distance), beside the unedited
    photo (identity) and the plain base model's edit (``python -m engine edit --input PHOTO --out
    OUT --dtype float32``: float32, the precision :mod:`engine.training.style_evaluation` scores at), as
    :mod:`engine.training.style_evaluation` does.
@@ -52,7 +52,7 @@ from benchmarks.report import add_out_argument, publish
 from benchmarks.styles import StyleSpec, size_scale
 from engine.core.errors import AtelierError, InputError
 from engine.core.imaging import load_photo, resize_to
-from engine.metrics.image_scores import score_pairs
+from engine.metrics.image_scores import score_images
 from engine.models.backbones.registry import EMBEDDED
 from engine.training.style_trainer import StyleTrainingConfig
 
@@ -209,7 +209,7 @@ def score_edits(test_folder: Path, ids: list[str], styled_folder: Path, base_fol
         target = resize_to(load_photo(test_folder / "after" / f"{photo_id}.png"), styled.size)
         images = {"identity": resize_to(load_photo(test_folder / "before" / f"{photo_id}.png"), styled.size),
                   "base": resize_to(load_photo(base_folder / f"{photo_id}.png"), styled.size), "styled": styled}
-        scores = {method: score_pairs(image, target) for method, image in images.items()}
+        scores = {method: score_images(image, target) for method, image in images.items()}
         per_pair.append({"id": photo_id, **{method: {name: round(float(scores[method][name][0]), 4) for name in SCORES}
                                              for method in METHODS}})
     means = {method: {name: round(sum(pair[method][name] for pair in per_pair) / len(per_pair), 4) for name in SCORES}

@@ -31,7 +31,7 @@ from engine.models.backbones.registry import load_backbone
 from engine.services.style_edit import StyleEditor
 from engine.training.add_style import StyleRequest, train_style
 from engine.training.pairs import read_pairs
-from engine.training.style_evaluation import score_pairs
+from engine.training.style_evaluation import evaluate_on_pairs
 from engine.training.style_trainer import StyleTrainingConfig
 
 
@@ -42,7 +42,7 @@ def score_library(backbone, library: StyleLibrary, names: list[str], test_pairs:
     try:
         for name in names:
             pairs = [(pair.before, pair.after) for pair in benchmark_pairs(name, "test", backbone.fit_size)[:test_pairs]]
-            scores[name] = score_pairs(backbone, pairs, edit=lambda photo, name=name: editor.edit(photo, {name: 1.0}))
+            scores[name] = evaluate_on_pairs(backbone, pairs, edit=lambda photo, name=name: editor.edit(photo, {name: 1.0}))
     finally:
         editor.release()
     return scores

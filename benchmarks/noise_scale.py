@@ -36,7 +36,7 @@ from engine.services.style_edit import StyleEditor
 from engine.training.base_eval import run_edit
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.training.photo_pool import SHARED_PHOTOS, fit_photo, load_photos, split
-from engine.training.style_evaluation import score_pairs
+from engine.training.style_evaluation import evaluate_on_pairs
 
 
 def score_styles(editor: StyleEditor, styles: list[str], scales: list[float], test_pairs: int) -> dict:
@@ -48,7 +48,7 @@ def score_styles(editor: StyleEditor, styles: list[str], scales: list[float], te
         rows = {}
         for scale in scales:
             settings = SamplerSettings(noise_scale=scale)
-            scores = score_pairs(editor.backbone, pairs, edit=lambda photo: editor.edit(photo, {style: 1.0}, settings))
+            scores = evaluate_on_pairs(editor.backbone, pairs, edit=lambda photo: editor.edit(photo, {style: 1.0}, settings))
             rows.setdefault("identity", {name[len("identity_"):]: value for name, value in scores.items() if name.startswith("identity_")})
             rows[f"{scale:g}"] = {name: value for name, value in scores.items() if not name.startswith("identity_")}
         report[style] = rows

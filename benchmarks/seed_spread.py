@@ -22,10 +22,10 @@ import torch
 
 from benchmarks.dataset import SizeFunction, benchmark_pairs
 from benchmarks.report import add_out_argument, publish
-from benchmarks.style_benchmark import _as_pairs, _train
+from benchmarks.style_benchmark import as_pairs, train_adapter
 from engine.adapters.moe.config import MoELoraConfig
 from engine.core.errors import ConfigError
-from engine.metrics.image_scores import score_pairs, to_unit_tensor
+from engine.metrics.image_scores import score_images, to_unit_tensor
 from engine.models.backbones.registry import load_backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
@@ -45,7 +45,7 @@ def score_edits(edit, pairs, strength: float = 1.0, noise_scale: float = 1.0) ->
     totals = {"psnr": 0.0, "ssim": 0.0, "seed_spread": 0.0}
     for pair in pairs:
         first, second = (edit(pair.before, SamplerSettings(seed=seed, strength=strength, noise_scale=noise_scale)) for seed in (0, 1))
-        scores = score_pairs(first, pair.after)
+        scores = score_images(first, pair.after)
         totals["psnr"] += float(scores["psnr"][0])
         totals["ssim"] += float(scores["ssim"][0])
         totals["seed_spread"] += seed_spread(to_unit_tensor(first), to_unit_tensor(second))
@@ -90,8 +90,8 @@ def run(backbone, style: str, variants: list[str], steps: int | None, test_pairs
     """Rows ``base`` and one per variant, each at every sampler strength (rows named
     ``"<name>, strength <s>"`` below 1), plus ``base_instructions`` for ``prompts``."""
     size_fn = size_fn or backbone.fit_size
-    train = _as_pairs(benchmark_pairs(style, "train", size_fn))
-    test = _as_pairs(benchmark_pairs(style, "test", size_fn)[:test_pairs])
+    train = as_pairs(benchmark_pairs(style, "train", size_fn))
+    test = as_pairs(benchmark_pairs(style, "test", size_fn)[:test_pairs])
     def edit(photo, settings):  # with whatever adapter is folded into the backbone at the time
         return edit_photo(backbone, photo, settings)
 
@@ -101,7 +101,7 @@ def run(backbone, style: str, variants: list[str], steps: int | None, test_pairs
     for variant in variants:
         torch.manual_seed(0)
         config = parse_variant(variant)
-        adapter, keys, seconds, _ = _train(backbone, MoELoraConfig(), {style: train}, steps or config.steps, config.seed, config)
+        adapter, keys, seconds, _ = train_adapter(backbone, MoELoraConfig(), {style: train}, steps or config.steps, config.seed, config)
         with adapter.folded({keys[style]: 1.0}):
             for strength in strengths:
                 report[row_name(variant, strength)] = {**score_edits(edit, test, strength, noise_scale), "training_seconds": round(seconds, 1)}

@@ -35,7 +35,7 @@ from engine.models.sampling.sampler import SamplerSettings
 from engine.training.pairs import Pair
 from engine.training.pruning import PruningConfig, prune
 from engine.training.style_data import prepare_style
-from engine.training.style_evaluation import score_pairs
+from engine.training.style_evaluation import evaluate_on_pairs
 from engine.training.style_trainer import StyleTrainer, StyleTrainingConfig
 
 
@@ -72,11 +72,11 @@ FAST = BenchmarkConfig(steps_per_style=4, test_pairs=2, styles="ink sketch,vinta
                        prune_keep_fraction=0.5, prune_finetune_steps=2)
 
 
-def _as_pairs(items) -> list[Pair]:
+def as_pairs(items) -> list[Pair]:
     return [Pair(photo_id, before, after, None, None) for before, after, photo_id in items]
 
 
-def _train(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]], steps: int, seed: int,
+def train_adapter(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]], steps: int, seed: int,
            training: StyleTrainingConfig | None = None, callback=None):
     adapter = MoELoraAdapter(backbone, moe)
     base = training or StyleTrainingConfig()
@@ -88,10 +88,10 @@ def _train(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list[Pair]]
     return adapter, {style.name: style.key for style in data}, time.perf_counter() - began, trainer
 
 
-def _evaluate(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | None, pairs: list[Pair]) -> dict:
+def evaluate_style(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | None, pairs: list[Pair]) -> dict:
     images = [(pair.before, pair.after) for pair in pairs]
     if adapter is None:
-        return score_pairs(backbone, images)
+        return evaluate_on_pairs(backbone, images)
 
     def styled(photo):
         if adapter.config.foldable:
@@ -103,7 +103,7 @@ def _evaluate(backbone: Backbone, adapter: MoELoraAdapter | None, key: str | Non
         finally:
             adapter.clear_routing()
 
-    return score_pairs(backbone, images, styled)
+    return evaluate_on_pairs(backbone, images, styled)
 
 
 def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfig | None = None,
@@ -116,21 +116,21 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
         raise ValueError(f"the MoE config puts LoRA on {moe.targets!r} but the benchmark config on {config.targets!r}")
     torch.manual_seed(config.seed)
     names = config.style_names
-    train = {name: _as_pairs(benchmark_pairs(name, "train", backbone.fit_size)) for name in names}
-    test = {name: _as_pairs(benchmark_pairs(name, "test", backbone.fit_size)[: config.test_pairs]) for name in names}
+    train = {name: as_pairs(benchmark_pairs(name, "train", backbone.fit_size)) for name in names}
+    test = {name: as_pairs(benchmark_pairs(name, "test", backbone.fit_size)[: config.test_pairs]) for name in names}
     report: dict = {"config": to_dict(config), "moe": to_dict(moe), "backbone": backbone.name, "styles": {}}
 
     log(f"training one MoE LoRA on {len(names)} styles for {config.steps_per_style * len(names)} steps")
-    adapter, keys, seconds, trainer = _train(backbone, moe, train, config.steps_per_style * len(names), config.seed, training)
+    adapter, keys, seconds, trainer = train_adapter(backbone, moe, train, config.steps_per_style * len(names), config.seed, training)
     report["moe_training_seconds"] = round(seconds, 1)
     report["moe_parameters"] = adapter.parameter_count()
     for name in names:
         log(f"scoring {name}")
-        base = _evaluate(backbone, None, None, test[name])
+        base = evaluate_style(backbone, None, None, test[name])
         report["styles"][name] = {
             "identity": {k[len("identity_"):]: v for k, v in base.items() if k.startswith("identity_")},
             "base": {k: v for k, v in base.items() if not k.startswith("identity_")},
-            "moe": {k: v for k, v in _evaluate(backbone, adapter, keys[name], test[name]).items() if not k.startswith("identity_")},
+            "moe": {k: v for k, v in evaluate_style(backbone, adapter, keys[name], test[name]).items() if not k.startswith("identity_")},
         }
     if config.prune_keep_fraction:
         log(f"pruning the MoE LoRA to {config.prune_keep_fraction:.0%} of its components, then {config.prune_finetune_steps} fine-tuning steps")
@@ -143,7 +143,7 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
                              "layer_ranks": pruning.layer_ranks(pruning.ranks_after)}
         report["moe_pruned_parameters"] = adapter.parameter_count()
         for name in names:
-            scores = _evaluate(backbone, adapter, keys[name], test[name])
+            scores = evaluate_style(backbone, adapter, keys[name], test[name])
             report["styles"][name]["moe-pruned"] = {k: v for k, v in scores.items() if not k.startswith("identity_")}
     adapter.remove()
 
@@ -153,10 +153,10 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
         total_parameters, total_seconds = 0, 0.0
         for name in names:
             log(f"training a plain LoRA on {name} for {config.steps_per_style} steps")
-            single, single_keys, seconds, _ = _train(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed, training)
+            single, single_keys, seconds, _ = train_adapter(backbone, lora, {name: train[name]}, config.steps_per_style, config.seed, training)
             total_parameters += single.parameter_count()
             total_seconds += seconds
-            scores = _evaluate(backbone, single, single_keys[name], test[name])
+            scores = evaluate_style(backbone, single, single_keys[name], test[name])
             report["styles"][name]["lora"] = {k: v for k, v in scores.items() if not k.startswith("identity_")}
             single.remove()
         report["lora_parameters"] = total_parameters

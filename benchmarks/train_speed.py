@@ -15,7 +15,7 @@ import time
 
 from benchmarks.dataset import benchmark_pairs
 from benchmarks.report import add_out_argument, publish
-from benchmarks.style_benchmark import _as_pairs, _evaluate
+from benchmarks.style_benchmark import as_pairs, evaluate_style
 from engine.adapters.moe.adapter import MoELoraAdapter
 from engine.adapters.moe.config import MoELoraConfig
 from engine.models.backbones.registry import load_backbone
@@ -25,16 +25,16 @@ from engine.training.style_trainer import StyleTrainer, StyleTrainingConfig
 
 def style_curve(backbone, style: str, every: int, test_pairs: int) -> dict:
     config = StyleTrainingConfig(checkpoint_every=0, sample_every=0)
-    train = _as_pairs(benchmark_pairs(style, "train", backbone.fit_size))
-    test = _as_pairs(benchmark_pairs(style, "test", backbone.fit_size)[:test_pairs])
+    train = as_pairs(benchmark_pairs(style, "train", backbone.fit_size))
+    test = as_pairs(benchmark_pairs(style, "test", backbone.fit_size)[:test_pairs])
     adapter = MoELoraAdapter(backbone, MoELoraConfig())
     key = adapter.add_style()
     trainer = StyleTrainer(backbone, adapter, [prepare_style(backbone, key, style, train, config.crop_margin)], config)
-    identity = _evaluate(backbone, None, None, test)["identity_psnr"]
+    identity = evaluate_style(backbone, None, None, test)["identity_psnr"]
     points, trained_seconds = [], 0.0
     for step in range(config.steps + 1):
         if step % every == 0 or step == config.steps:
-            scores = _evaluate(backbone, adapter, key, test)
+            scores = evaluate_style(backbone, adapter, key, test)
             points.append({"step": step, "seconds": round(trained_seconds, 1), "psnr": scores["psnr"], "gain_db": round(scores["psnr"] - identity, 3)})
         if step < config.steps:
             began = time.perf_counter()

@@ -18,11 +18,10 @@ norm, so each counts equally:
 * edges: the square roots of a 12-bin histogram of the luma gradient magnitude (lines and flat
   regions, which the cartoon and ink styles change).
 
-On the benchmark's five styles (``benchmarks.styles``) over its held-out crops, a style's
-output on photo A is more similar to the same style on photo B than to another style on photo B
-in 85 % of the ordered cases (training photos: 86 %), against 78 % for the texture block alone
-and 82 % for the random-feature style distance. The cosines are on this embedding's own scale,
-not DINO's: the same-style/other-style gap is smaller, so ``beta`` from it is not comparable
+On the benchmark's five styles this tells a style's outputs from another style's more often than
+the random-feature style distance or the texture block alone
+(docs/decisions/2026-11-24-offline-style-embedding.md). The cosines are on this embedding's own
+scale, not DINO's: the same-style/other-style gap is smaller, so ``beta`` from it is not comparable
 with the paper's numbers (``style_bias`` offsets it).
 """
 

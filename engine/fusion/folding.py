@@ -15,12 +15,10 @@ one forward pass over a few hundred tokens. Keeping both folded weights per laye
 save those folds but hold two extra copies of every adapted weight (tens of GB for FLUX), so it is
 not done.
 
-Measured (:mod:`benchmarks.fusion_speed`: the shipped embedded model, 44 layers, two rank-8
-LoRAs, 8 steps, 1 thread on a busy 2-core machine, median of 9 interleaved images), seconds per
-image as a multiple of one folded LoRA: EST folded 1.03 (84 layer folds per image, within the
-2 x 44 bound), EST with the chosen factors run beside each layer ("unfused") 1.14, EST as its
-public code does (products and norms at every call) 1.85, K-LoRA as its code does (top-K at every
-call) 2.51, K-LoRA with cached scores folded 1.03. Folding is therefore the default.
+How folding compares with running the chosen update beside each layer, and with the published
+code's per-call recomputation: `BENCHMARKS.md, "Subject/style fusion: cost per image"
+<../../BENCHMARKS.md#subjectstyle-fusion-cost-per-image>`_ (:mod:`benchmarks.fusion_speed`).
+Folding is the product's only mechanism.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from engine.adapters.lora.folding import restore_weight, summed_low_rank, write_weight
 from engine.core.errors import InputError
 from engine.fusion.pair import LoraPair
 
@@ -77,17 +76,15 @@ class FoldedLayers:
         linear, original = self.linears[index], self.originals[index]
         factors = None if option == ORIGINAL else self.factors[index][option]
         if factors is None:
-            linear.weight.data = original
+            restore_weight(linear, original)
             return
-        up, down = factors
-        # In float32 whatever the model's dtype, then rounded once, as LoraPatch folds.
-        linear.weight.data = torch.addmm(original.float(), up, down).to(original.dtype)
+        write_weight(linear, summed_low_rank(original, *factors))
         self.folds += 1
 
     def remove(self) -> None:
         """Put every original weight tensor back."""
         for linear, original in zip(self.linears, self.originals):
-            linear.weight.data = original
+            restore_weight(linear, original)
         # A new tensor, not fill_: select() may have made current under inference mode.
         self.current = torch.full((len(self.linears),), ORIGINAL, dtype=torch.long)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from engine.adapters.lora.files import LoraLayer, read_lora_file
 from engine.adapters.moe.adapter import MoELoraAdapter
-from engine.adapters.moe.export import architecture_of, export_style_lora
+from engine.adapters.lora.writing import architecture_of
+from engine.adapters.moe.export import export_style_lora
 from engine.core.errors import InputError
 from engine.library import StyleLibrary, StyleRecord
 from engine.library.storage import sha256_of

@@ -47,7 +47,7 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.tensor(scores, dtype=torch.float64)
 
 
-def score_pairs(prediction: torch.Tensor | Image.Image, target: torch.Tensor | Image.Image,
+def score_images(prediction: torch.Tensor | Image.Image, target: torch.Tensor | Image.Image,
                 features: RandomFeatures | None = None) -> dict[str, torch.Tensor]:
     """All four scores, each ``(B,)``: ``psnr`` (dB), ``ssim``, ``style``, ``structure``."""
     prediction = to_unit_tensor(prediction) if isinstance(prediction, Image.Image) else prediction

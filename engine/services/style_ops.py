@@ -18,7 +18,8 @@ from PIL import Image
 from engine.adapters.lora.files import read_lora_file
 from engine.adapters.lora.patch import applied_lora
 from engine.adapters.moe.adapter import MoELoraAdapter
-from engine.adapters.moe.export import ExportReport, architecture_of, export_style_lora
+from engine.adapters.lora.writing import architecture_of
+from engine.adapters.moe.export import ExportReport, export_style_lora
 from engine.core.assets import load_shipped_photo
 from engine.core.errors import InputError
 from engine.core.files import atomic_path

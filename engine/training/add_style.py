@@ -33,7 +33,7 @@ from engine.models.sampling.sampler import SamplerSettings
 from engine.training.loop import ProgressCallback
 from engine.training.pairs import Pair, read_pairs
 from engine.training.style_data import prepare_style
-from engine.training.style_evaluation import score_pairs
+from engine.training.style_evaluation import evaluate_on_pairs
 from engine.training.style_trainer import StyleTrainer, StyleTrainingConfig
 
 HOLDOUT_FROM = 4
@@ -146,9 +146,9 @@ def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pai
         images = [(pair.before, pair.after) for pair in pairs]
         adapter.route({key: 1.0})
         with adapter.folded({key: 1.0}):
-            styled = score_pairs(backbone, images)
+            styled = evaluate_on_pairs(backbone, images)
         adapter.clear_routing()
-        base = score_pairs(backbone, images)
+        base = evaluate_on_pairs(backbone, images)
         metrics[label] = {"psnr": styled["psnr"], "ssim": styled["ssim"], "base_psnr": base["psnr"],
                           "identity_psnr": styled["identity_psnr"], "identity_ssim": styled["identity_ssim"]}
     return metrics

@@ -16,17 +16,13 @@ public; this is ours.
   analogue). One backward pass per batch and timestep scores every component at once.
 * Score: ``mean over batches and timesteps of |d_i|``, the absolute value taken per batch and
   timestep (as the brief's ``|dPSNR/dm_i * m_i|``; Molchanov et al. square it instead, which
-  ranked the same here). Measured on the tiny test model (17 layers, rank 4, 272 components,
-  pruned to half, after 40-400 training steps): this lost 0.002-0.006 dB of PSNR where random
-  pruning lost 0.04-0.06 dB on average over draws.
-  Two alternatives did worse: ``|mean d_i|`` (averaging first: effects that cancel over batches
-  look unimportant, yet removing many such components together moves the output) lost up to
-  0.07 dB, and the signed drop ``mean d_i`` (pruning first the components whose removal alone
-  *raises* PSNR) lost 0.10-0.17 dB, worse than random: those components are the ones balancing
-  others, and removing half of the adapter is far from the one-at-a-time regime.
+  ranked the same here). It lost less than random pruning, ``|mean d_i|`` (averaging first:
+  effects that cancel over batches look unimportant, yet removing many such components together
+  moves the output) and the signed drop ``mean d_i`` (which prunes first the components balancing
+  others); the measurements are in docs/decisions/2026-11-23-rank-importance-score.md.
 * :func:`exact_importance` measures the same quantity without the Taylor approximation, the
   mean over batches and timesteps of ``|PSNR(all) - PSNR(without i)|``, one forward sweep per
-  component; it checks the estimate (Spearman 0.98-0.998 on the tiny model) and is far too
+  component; it checks the estimate (the rank correlation is in the same record) and is far too
   slow to drive pruning on a real model, so :func:`prune` uses :func:`taylor_importance`.
 * Selection is global across layers and experts, so layers end with different ranks: the
   scores are all in dB of the same output, hence comparable without per-layer normalisation.

@@ -2,7 +2,7 @@
 
 For each pair, the before-image is edited at the backbone's working size for its aspect ratio
 (default steps, seed 0) and compared with the after-image resized alike, with the benchmark's
-scores (:func:`engine.metrics.image_scores.score_pairs`: PSNR, SSIM, style distance). The same
+scores (:func:`engine.metrics.image_scores.score_images`: PSNR, SSIM, style distance). The same
 numbers for the before-image itself ("identity") give the scale.
 """
 
@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from engine.core.imaging import resize_to
-from engine.metrics.image_scores import score_pairs as score_images
+from engine.metrics.image_scores import score_images
 from engine.models.backbones.base import Backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
 
 
-def score_pairs(backbone: Backbone, pairs: list[tuple[Image.Image, Image.Image]],
+def evaluate_on_pairs(backbone: Backbone, pairs: list[tuple[Image.Image, Image.Image]],
                 edit: Callable[[Image.Image], Image.Image] | None = None) -> dict[str, float]:
     """Mean ``psnr``, ``ssim`` and ``style`` of ``edit(before)`` (default: a plain edit) against
     the after-images, and ``identity_*`` of the before-images themselves."""

@@ -36,7 +36,7 @@ from benchmarks.held_back import (
 from benchmarks.styles import StyleSpec
 from engine.core.errors import InputError
 from engine.core.imaging import load_photo
-from engine.metrics.image_scores import score_pairs
+from engine.metrics.image_scores import score_images
 from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 
 HAVE_OPENCV = importlib.util.find_spec("cv2") is not None
@@ -135,7 +135,7 @@ def test_scores_put_identity_base_and_styled_edits_against_the_after_images(tmp_
     assert report["styled"]["psnr"] > report["identity"]["psnr"] + 20
     assert report["styled"]["ssim"] > report["identity"]["ssim"] and report["styled"]["style"] < report["identity"]["style"]
     assert report["gain_over_base_db"] == pytest.approx(report["styled"]["psnr"] - report["base"]["psnr"], abs=1e-3)
-    expected = score_pairs(load_photo(styled / f"{ids[0]}.png"), load_photo(test / "after" / f"{ids[0]}.png"))
+    expected = score_images(load_photo(styled / f"{ids[0]}.png"), load_photo(test / "after" / f"{ids[0]}.png"))
     assert report["pairs"][0]["styled"]["psnr"] == pytest.approx(float(expected["psnr"][0]), abs=1e-4)
     mean = sum(pair["styled"]["ssim"] for pair in report["pairs"]) / 2
     assert report["styled"]["ssim"] == pytest.approx(mean, abs=1e-4)

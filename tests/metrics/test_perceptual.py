@@ -17,7 +17,7 @@ from benchmarks.perceptual_validation import (
 )
 from benchmarks.styles import STYLES
 from engine.core.errors import ConfigError, InputError
-from engine.metrics.image_scores import score_pairs, ssim, to_unit_tensor
+from engine.metrics.image_scores import score_images, ssim, to_unit_tensor
 from engine.metrics.perceptual import RandomFeatureConfig, RandomFeatures, default_features, structure_distance, style_distance
 
 
@@ -135,10 +135,10 @@ def test_ssim_refuses_mismatched_or_tiny_images():
         ssim(random_images(0, (1, 3, 8, 8)), random_images(1, (1, 3, 8, 8)))
 
 
-def test_score_pairs_takes_pillow_images_and_gives_all_four_scores():
+def test_score_images_takes_pillow_images_and_gives_all_four_scores():
     grey = Image.new("RGB", (32, 24), (100, 100, 100))
     lighter = Image.new("RGB", (32, 24), (110, 100, 100))
-    scores = score_pairs(lighter, grey)
+    scores = score_images(lighter, grey)
     assert set(scores) == {"psnr", "ssim", "style", "structure"}
     # PSNR closed form: one channel off by 10/255 -> MSE = (10/255)^2 / 3.
     assert math.isclose(scores["psnr"].item(), 10 * math.log10(3 * 255**2 / 100), rel_tol=1e-5)

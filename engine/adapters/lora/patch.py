@@ -18,6 +18,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
+from engine.adapters.lora.folding import restore_weight, summed_weight, write_weight
 from engine.adapters.lora.files import LoraLayer
 from engine.core.errors import InputError
 from engine.models.backbones.base import Backbone
@@ -43,16 +44,13 @@ class LoraPatch:
         with torch.no_grad():
             for name, layer in layers.items():
                 linear = modules[name]
-                original = linear.weight.data
-                delta = (scale * layer.delta()).to(device=original.device)
-                self._originals[name] = original
-                linear.weight.data = (original.float() + delta.float()).to(original.dtype)
+                self._originals[name] = write_weight(linear, summed_weight(linear.weight.data, scale * layer.delta()))
         self._modules = {name: modules[name] for name in layers}
 
     def remove(self) -> None:
         """Put the original weight tensors back."""
         for name, original in self._originals.items():
-            self._modules[name].weight.data = original
+            restore_weight(self._modules[name], original)
         self._originals.clear()
 
     @property

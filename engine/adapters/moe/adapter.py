@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from engine.adapters.lora.files import linear_layer_shapes
+from engine.adapters.lora.surgery import replace_module
 from engine.adapters.moe.config import INPUT_OUTPUT, TARGET_PRESETS, MoELoraConfig
 from engine.adapters.moe.layer import MoELoraLinear, Routing
 from engine.core.configuration import from_dict, to_dict
@@ -59,12 +60,11 @@ class MoELoraAdapter:
         if not names:
             raise InputError(f"the target preset {config.targets!r} selects no layer of {backbone.name}")
         for name in names:
-            parent_name, _, child_name = name.rpartition(".")
             base = modules[name]
             if isinstance(base, MoELoraLinear):
                 raise InputError(f"{name} is already wrapped by an adapter; remove it first")
             layer = MoELoraLinear(base, config, self.routing).to(base.weight.device)
-            setattr(modules[parent_name] if parent_name else backbone.transformer, child_name, layer)
+            replace_module(backbone.transformer, name, layer)
             self.layers[name] = layer
         self.transformer = backbone.transformer
 
@@ -84,12 +84,12 @@ class MoELoraAdapter:
 
     def remove_style(self, key: str) -> None:
         """Delete one style's expert and router entry; nothing else changes."""
-        self._check_keys([key])
+        self.check_keys([key])
         for layer in self.layers.values():
             layer.remove_style(key)
         self.routing.keys, self.routing.weights = [], None
 
-    def _check_keys(self, keys) -> None:
+    def check_keys(self, keys) -> None:
         unknown = [key for key in keys if key not in self.style_keys]
         if unknown:
             raise InputError(f"the adapter has no expert {', '.join(unknown)}; it has {', '.join(self.style_keys) or 'none'}")
@@ -97,7 +97,7 @@ class MoELoraAdapter:
     # Routing -----------------------------------------------------------------------------
     def route(self, mix: Mapping[str, float]) -> None:
         """Route every sample to one fixed mix of styles, e.g. ``{"x3f9a0c1": 1.0}``."""
-        self._check_keys(mix)
+        self.check_keys(mix)
         keys = list(mix)
         weights = torch.tensor([[float(mix[key]) for key in keys]])
         previous = self._last_mix
@@ -113,7 +113,7 @@ class MoELoraAdapter:
 
     def route_batch(self, keys_per_sample: list[str]) -> None:
         """One style per sample (joint training on a mixed batch): one-hot weights ``(B, S)``."""
-        self._check_keys(keys_per_sample)
+        self.check_keys(keys_per_sample)
         keys = sorted(set(keys_per_sample))
         self.routing.keys = keys
         self.routing.weights = torch.tensor([[1.0 if key == sample else 0.0 for key in keys] for sample in keys_per_sample])
@@ -226,9 +226,7 @@ class MoELoraAdapter:
 
     def remove(self) -> None:
         """Put the original linear layers back (unfolding first)."""
-        modules = dict(self.transformer.named_modules())
         for name, layer in self.layers.items():
             layer.unfold()
-            parent_name, _, child_name = name.rpartition(".")
-            setattr(modules[parent_name] if parent_name else self.transformer, child_name, layer.base_layer)
+            replace_module(self.transformer, name, layer.base_layer)
         self.layers = {}

@@ -19,35 +19,26 @@ When a layer's rank exceeds ``max_rank`` the update is truncated to its best ran
 approximation in Frobenius norm (Eckart and Young 1936), computed from the factors (a QR of each
 factor, then an SVD of an ``R x R`` matrix), never from the full ``out x in`` matrix.
 
-File layout: diffusers' and peft's keys ``transformer.<module>.lora_A.weight`` ``(R, in)`` and
-``transformer.<module>.lora_B.weight`` ``(out, R)``, with the LoRA scale folded into ``lora_B`` and
-``lora_alpha == r`` for every module, so any loader's ``alpha / r`` is exactly 1.
+The file is written by :func:`engine.adapters.lora.writing.write_lora_file`: diffusers' and peft's
+keys, the LoRA scale folded into ``lora_B`` and ``lora_alpha == r`` for every module, so any
+loader's ``alpha / r`` is exactly 1.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
-from safetensors.torch import save_file
 
+from engine.adapters.lora.writing import check_lora_path, model_spec_entries, settings_entry, write_lora_file
 from engine.adapters.moe.adapter import MoELoraAdapter
 from engine.adapters.moe.layer import MoELoraLinear
 from engine.core.errors import InputError
-from engine.core.files import atomic_path
-from engine.models.backbones.base import Backbone
 
-# Key prefix of the transformer's weights in a diffusers pipeline LoRA (FluxLoraLoaderMixin's
-# ``transformer_name``); diffusers also keeps only the metadata keys carrying it.
-TRANSFORMER_PREFIX = "transformer"
-# diffusers' safetensors header key for the peft LoraConfig (diffusers.loaders.lora_base.LORA_ADAPTER_METADATA_KEY).
-LORA_ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 # Probe inputs per layer for a token router's routing error; the estimate's relative standard
 # error is about 1 / sqrt(2 * PROBES).
 PROBES = 256
@@ -85,11 +76,6 @@ class _LayerExport:
     truncation_sq: float  # squared Frobenius norm of the discarded singular values
 
 
-def architecture_of(backbone: Backbone) -> str:
-    """The ``modelspec.architecture`` a LoRA made for ``backbone`` names."""
-    return "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
-
-
 def export_style_lora(
     adapter: MoELoraAdapter,
     style_key: str,
@@ -119,17 +105,12 @@ def export_style_lora(
     Returns:
         An :class:`ExportReport` with the per-layer ranks and the error bound.
     """
-    path = Path(path)
-    adapter._check_keys([style_key])
-    if path.suffix != ".safetensors":
-        raise InputError(f"{path.name} must end in .safetensors; LoRAs are written as safetensors only")
+    adapter.check_keys([style_key])
+    path = check_lora_path(path)
     if max_rank is not None and (not isinstance(max_rank, int) or max_rank < 1):
         raise InputError(f"max_rank must be a positive whole number or None, not {max_rank!r}")
-    header_text = _check_text(title=title, trigger=trigger, architecture=architecture, description=description)
-    try:
-        settings_json = json.dumps(dict(training_settings or {}), sort_keys=True)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"training_settings must hold JSON values only ({error})") from error
+    model_spec = model_spec_entries(title=title, trigger=trigger, architecture=architecture, description=description)
+    settings_json = settings_entry(training_settings)
 
     exports: dict[str, _LayerExport] = {}
     with torch.no_grad(), _routed_to(adapter, style_key):
@@ -153,48 +134,14 @@ def export_style_lora(
                       for name, item in exports.items()},
     )
 
-    tensors = {}
-    for name, item in exports.items():
-        tensors[f"{TRANSFORMER_PREFIX}.{name}.lora_A.weight"] = item.down.to(dtype).contiguous()
-        tensors[f"{TRANSFORMER_PREFIX}.{name}.lora_B.weight"] = item.up.to(dtype).contiguous()
-    header = {
-        "format": "pt",
-        LORA_ADAPTER_METADATA_KEY: json.dumps(lora_config_metadata(ranks), sort_keys=True),
-        "modelspec.sai_model_spec": "1.0.0",
-        **header_text,
+    write_lora_file(path, {name: (item.down, item.up) for name, item in exports.items()}, model_spec, {
         "atelier.backbone": adapter.backbone_name,
         "atelier.style_key": style_key,
         "atelier.router": adapter.config.router,
         "atelier.training_settings": settings_json,
         "atelier.export_error": repr(error),
-    }
-    with atomic_path(path) as temporary:
-        save_file(tensors, temporary, metadata=header)
+    }, dtype)
     return report
-
-
-def lora_config_metadata(ranks: Mapping[str, int]) -> dict[str, Any]:
-    """The peft ``LoraConfig`` arguments for per-module ``ranks``, keyed as diffusers stores them.
-
-    ``r`` is the most common rank; other modules get ``rank_pattern`` entries, and ``alpha`` mirrors
-    the rank everywhere, so ``lora_alpha / r`` is 1 for every module. Pattern keys are anchored with
-    ``^`` as diffusers' own ``load_lora_adapter`` anchors them (peft matches them as regular
-    expressions against module names; the anchor stops ``proj_out`` matching ``blocks.0.proj_out``).
-    Every key carries the ``transformer.`` prefix because diffusers' loader keeps only the metadata
-    entries of the component it loads (``FluxLoraLoaderMixin`` then ``load_lora_adapter``).
-    """
-    common = collections.Counter(ranks.values()).most_common(1)[0][0]
-    pattern = {f"^{name}": rank for name, rank in ranks.items() if rank != common}
-    config = {
-        "r": common,
-        "lora_alpha": common,
-        "rank_pattern": pattern,
-        "alpha_pattern": dict(pattern),
-        "target_modules": sorted(ranks),
-        "use_dora": False,
-        "lora_bias": False,
-    }
-    return {f"{TRANSFORMER_PREFIX}.{key}": value for key, value in config.items()}
 
 
 def _export_layer(layer: MoELoraLinear, max_rank: int | None) -> _LayerExport | None:
@@ -273,17 +220,3 @@ def _relative(numerator: float, denominator: float) -> float:
     if numerator == 0.0:
         return 0.0
     return numerator / denominator if denominator > 0 else math.inf
-
-
-def _check_text(**values: Any) -> dict[str, str]:
-    """The ``modelspec.*`` header entries; every value must be a string, title and architecture non-empty."""
-    for name, value in values.items():
-        if not isinstance(value, str):
-            raise InputError(f"{name} must be text, not {type(value).__name__}")
-    for name in ("title", "architecture"):
-        if not values[name].strip():
-            raise InputError(f"the LoRA's {name} is empty; give one (e.g. the style's name)")
-    keys = {"title": "modelspec.title", "architecture": "modelspec.architecture",
-            "trigger": "modelspec.trigger_phrase", "description": "modelspec.description"}
-    return {keys[name]: value for name, value in values.items()}
-

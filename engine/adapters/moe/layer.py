@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.adapters.lora.folding import restore_weight, summed_weight, write_weight
 from engine.adapters.moe.config import MoELoraConfig
 
 
@@ -158,15 +159,12 @@ class MoELoraLinear(nn.Module):
         if self.folded_weight is not None:
             self.unfold()
         delta = self.delta_weight().detach()
-        # Keep the original tensor itself (not a copy): a copy made under inference mode could
-        # not be trained again after unfolding.
-        self.folded_weight = self.base_layer.weight.data
-        self.base_layer.weight.data = (self.folded_weight.float() + delta.float()).to(self.folded_weight.dtype)
+        self.folded_weight = write_weight(self.base_layer, summed_weight(self.base_layer.weight.data, delta))
 
     def unfold(self) -> None:
         """Restore the base weight saved by :meth:`fold`."""
         if self.folded_weight is not None:
-            self.base_layer.weight.data = self.folded_weight
+            restore_weight(self.base_layer, self.folded_weight)
             self.folded_weight = None
 
     def _static_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -6,7 +6,7 @@ LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models") leav
 ``inject_adapter_in_model`` wraps the chosen ``nn.Linear`` layers in place, and :meth:`remove`
 puts the original layers back, so the backbone is exactly as it was afterwards.
 
-The file is the diffusers/peft LoRA layout :mod:`engine.adapters.moe.export` writes:
+The file is the diffusers/peft LoRA layout of :mod:`engine.adapters.lora.writing`:
 ``transformer.<module>.lora_A.weight`` ``(r, in)`` and ``transformer.<module>.lora_B.weight``
 ``(out, r)`` with the scale ``alpha / r`` folded into ``lora_B`` and ``lora_alpha == r`` in the
 header's peft config, so every loader (Atelier's ``read_lora_file``, diffusers'
@@ -16,19 +16,17 @@ header's peft config, so every loader (Atelier's ``read_lora_file``, diffusers'
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import save_file
 
 from engine.adapters.moe.adapter import target_layers
-from engine.adapters.moe.export import LORA_ADAPTER_METADATA_KEY, TRANSFORMER_PREFIX, architecture_of, lora_config_metadata
+from engine.adapters.lora.surgery import replace_module
+from engine.adapters.lora.writing import architecture_of, check_lora_path, model_spec_entries, settings_entry, write_lora_file
 from engine.core.errors import InputError
-from engine.core.files import atomic_path
 from engine.models.backbones.base import Backbone
 
 ADAPTER_NAME = "subject"
@@ -109,43 +107,21 @@ class SubjectLora:
         entries ``modelspec.title``, ``modelspec.trigger_phrase``, ``modelspec.description`` and
         ``modelspec.architecture``, and ``atelier.training_settings`` (JSON).
         """
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise InputError(f"{path.name} must end in .safetensors; LoRAs are written as safetensors only")
-        if not title.strip():
-            raise InputError("the LoRA's title is empty; give one (the subject's name)")
-        try:
-            settings_json = json.dumps(dict(training_settings or {}), sort_keys=True)
-        except (TypeError, ValueError) as error:
-            raise InputError(f"training_settings must hold JSON values only ({error})") from error
-        tensors = {}
-        for name, (down, up) in self.factors().items():
-            tensors[f"{TRANSFORMER_PREFIX}.{name}.lora_A.weight"] = down.to(dtype).contiguous()
-            tensors[f"{TRANSFORMER_PREFIX}.{name}.lora_B.weight"] = up.to(dtype).contiguous()
-        header = {
-            "format": "pt",
-            LORA_ADAPTER_METADATA_KEY: json.dumps(lora_config_metadata({name: self.rank for name in self.layers}), sort_keys=True),
-            "modelspec.sai_model_spec": "1.0.0",
-            "modelspec.title": title,
-            "modelspec.architecture": architecture_of(self.backbone),
-            "modelspec.trigger_phrase": trigger,
-            "modelspec.description": description,
+        path = check_lora_path(path)
+        model_spec = model_spec_entries(title=title, trigger=trigger, architecture=architecture_of(self.backbone),
+                                        description=description, title_hint="the subject's name")
+        settings_json = settings_entry(training_settings)
+        return write_lora_file(path, self.factors(), model_spec, {
             "atelier.backbone": self.backbone.name,
             "atelier.kind": KIND,
             "atelier.training_settings": settings_json,
-        }
-        with atomic_path(path) as temporary:
-            save_file(tensors, temporary, metadata=header)
-        return path
+        }, dtype)
 
     def remove(self) -> None:
         """Put the original linear layers back (idempotent)."""
-        modules = dict(self.backbone.transformer.named_modules())
         for name, layer in self.layers.items():
-            parent_name, _, child_name = name.rpartition(".")
-            parent = modules[parent_name] if parent_name else self.backbone.transformer
-            if getattr(parent, child_name) is layer:
-                setattr(parent, child_name, layer.get_base_layer())
+            if self.backbone.transformer.get_submodule(name) is layer:
+                replace_module(self.backbone.transformer, name, layer.get_base_layer())
         if self.layers and not self._had_peft_config and hasattr(self.backbone.transformer, "peft_config"):
             del self.backbone.transformer.peft_config
         self.layers = {}
