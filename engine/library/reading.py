@@ -72,7 +72,9 @@ def style_row(db: sqlite_utils.Database, name: str, library: Path) -> dict[str, 
 
 
 def taken_names(db: sqlite_utils.Database, names: list[str]) -> list[str]:
-    """Those of ``names`` (compared without case) that existing styles already have, as stored."""
+    """Those of ``names`` that existing styles or subjects already have, as stored, compared by
+    :func:`~engine.library.names.name_key` (NFC-normalised, case-folded). Callers outside the
+    library use :meth:`engine.library.StyleLibrary.check_name_free`."""
     keys = [name_key(name) for name in names]
     if not keys:
         return []

@@ -54,6 +54,9 @@ from engine.library.storage import (
 )
 from engine.library.writing import insert_adapter, insert_style, stage_adapter, stage_style
 
+# How a taken name is refused unless the caller words it otherwise (see StyleLibrary.check_name_free).
+TAKEN_MESSAGE = "the style library {library} already has a style named {taken!r}; choose another name or delete that style"
+
 
 @dataclass(frozen=True)
 class Recovery:
@@ -143,6 +146,27 @@ class StyleLibrary:
     def verify(self, record: StyleRecord) -> None:
         """Recompute the sha256 of the style's adapter and pairs; InputError if one differs."""
         verify_style(record)
+
+    def check_name_free(self, name: str, message: str = TAKEN_MESSAGE) -> None:
+        """Refuse ``name`` for a new style or subject when it is not a valid name or the library
+        already has a style or subject of that name, compared as the library compares names
+        (:func:`~engine.library.names.name_key`: NFC-normalised and case-folded, so ``Ink`` and
+        ``ink``, or a composed and a decomposed ``é``, are one name).
+
+        This is the one place the rule lives: publishing, replacing and renaming here apply it,
+        and training calls it before its first step, so a name that publishing would refuse never
+        trains for a whole run first. (Publishing checks again under the lock, for a name taken
+        meanwhile.)
+
+        ``message`` is a :meth:`str.format` template for the error: ``{taken}`` is the existing
+        name as stored, ``{name}`` the name asked for, ``{library}`` the library's folder.
+
+        Raises:
+            InputError: for an invalid name (as :func:`validate_style_name` words it) or a taken one.
+        """
+        validate_style_name(name)
+        with self._database.read() as db:
+            self._refuse_taken(db, [name], message)
 
     # Writing ----------------------------------------------------------------------------------
 
@@ -333,10 +357,12 @@ class StyleLibrary:
         db["adapters"].delete(old["id"])
         return new_id
 
-    def _refuse_taken(self, db: Any, names: list[str]) -> None:
+    def _refuse_taken(self, db: Any, names: list[str], message: str = TAKEN_MESSAGE) -> None:
+        """The taken-name rule (see :meth:`check_name_free`), inside the caller's read or write."""
         taken = taken_names(db, names)
         if taken:
-            raise InputError(f"the style library {self.root} already has a style named {taken[0]!r}; choose another name or delete that style")
+            asked = next((name for name in names if name_key(name) == name_key(taken[0])), taken[0])
+            raise InputError(message.format(taken=taken[0], name=asked, library=self.root))
 
     def _require_run(self, db: Any, run_id: int | None) -> None:
         if run_id is not None and not list(db.query("SELECT id FROM runs WHERE id = ?", [run_id])):

@@ -33,7 +33,6 @@ from PIL import Image
 
 from engine.core.errors import AtelierError, InputError
 from engine.library import StyleLibrary, StyleRecord, slug, validate_style_name
-from engine.library.names import name_key
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH, check_text
 from engine.library.runs import process_alive
 from engine.models.backbones.base import Backbone
@@ -58,6 +57,9 @@ from engine.training.style_trainer import StyleTrainingConfig
 LOGGER = logging.getLogger(__name__)
 ACTIVE = ("running", "cancelling")
 ENDED = ("finished", "cancelled", "failed")
+# StyleLibrary.check_name_free's wording for a taken name, for a new run and for a waiting one.
+TAKEN = "a style named {taken!r} is already in the library; pick another name or delete that style first"
+TAKEN_BY_WAITING_RUN = "a style named {taken!r} is already in the library; discard the run of {name!r}"
 LOADING, TRAINING, PUBLISHING = "loading the model", "training", "measuring and publishing"
 
 
@@ -172,7 +174,7 @@ class TrainingJobs:
         validate_style_name(name)
         check_text(description, "description", name, MAX_DESCRIPTION_LENGTH)
         check_text(trigger, "trigger", name, MAX_TRIGGER_LENGTH, one_line=True)
-        self._refuse_taken(name)
+        self._library.check_name_free(name, TAKEN)
         folder = run_folder(self._library.root, name)
         waiting = read_run(folder)
         if waiting is not None:
@@ -194,7 +196,7 @@ class TrainingJobs:
             if run is None:
                 raise InputError(f"there is no interrupted run {key!r} any more; refresh the list of runs")
             saved = load_request(run)
-            self._refuse_taken(saved.name, f"; discard the run of {saved.name!r}")
+            self._library.check_name_free(saved.name, TAKEN_BY_WAITING_RUN)
             pairs = read_pairs(saved.pairs_folder)
             request = StyleRequest(saved.name, pairs, saved.description, saved.trigger)
             return self._launch(request, saved.config, run.key, run.step)
@@ -308,11 +310,6 @@ class TrainingJobs:
             if current.phase == TRAINING and current.step == current.first_step:
                 where = "at its first step"
             raise InputError(f"{current.name!r} is training now ({where}); wait for it to finish or cancel it before starting another")
-
-    def _refuse_taken(self, name: str, advice: str = "; pick another name or delete that style first") -> None:
-        for record in self._library.list_styles():
-            if name_key(record.name) == name_key(name):
-                raise InputError(f"a style named {record.name!r} is already in the library{advice}")
 
     def _keys_trained_elsewhere(self) -> set[str]:
         """Run folders another live process is training into (a run it began and has not ended)."""

@@ -24,9 +24,8 @@ from PIL import Image
 from engine.adapters.moe.adapter import MoELoraAdapter, new_expert_key
 from engine.adapters.moe.config import MoELoraConfig
 from engine.core.configuration import to_dict
-from engine.core.errors import InputError
 from engine.core.files import write_text_atomic
-from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, slug, validate_style_name
+from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, slug
 from engine.models.backbones.base import Backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
@@ -70,9 +69,7 @@ def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest
                 should_stop: Callable[[], bool] | None = None, resume: bool = True) -> StyleRecord | None:
     """Train ``request`` into ``library``; returns its record, or ``None`` when cancelled."""
     config = config or StyleTrainingConfig()
-    validate_style_name(request.name)
-    if any(record.name.casefold() == request.name.casefold() for record in library.list_styles()):
-        raise InputError(f"a style named {request.name!r} already exists; pick another name or delete it first")
+    library.check_name_free(request.name, "a style named {name!r} already exists; pick another name or delete it first")
     pairs = request.pairs if isinstance(request.pairs, list) else read_pairs(request.pairs)
     training_pairs, holdout = (pairs[:-1], pairs[-1:]) if len(pairs) >= HOLDOUT_FROM else (pairs, [])
     run_folder = library.root / "checkpoints" / slug(request.name)

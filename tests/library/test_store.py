@@ -62,6 +62,37 @@ def test_a_taken_name_in_any_case_is_refused_before_any_file_is_written(library:
     assert files_on_disk(library.root) == before
 
 
+COMPOSED, DECOMPOSED = "\u00c9t\u00e9", "E\u0301te\u0301"  # "Été" with precomposed accents, and typed as combining marks
+
+
+def test_check_name_free_is_the_one_taken_name_rule_and_agrees_with_publishing(library: StyleLibrary, pairs: list,
+                                                                               tmp_path: Path) -> None:
+    adapter = write_adapter(tmp_path / "trainer" / "moe.safetensors", ["ete", "neon"])
+    library.publish_styles([new_style(COMPOSED, pairs, "ete"), new_style("Neon", pairs, "neon")], adapter_source(adapter))
+    assert COMPOSED != DECOMPOSED
+    # Equal after the library's NFC normalisation and case folding: taken, named as stored.
+    for same, stored in [(COMPOSED, COMPOSED), (DECOMPOSED, COMPOSED), (DECOMPOSED.lower(), COMPOSED), (DECOMPOSED.upper(), COMPOSED),
+                         ("\u00c9T\u00c9", COMPOSED), ("neon", "Neon"), ("NEON", "Neon")]:
+        with pytest.raises(InputError, match=f"already has a style named '{stored}'; choose another name or delete that style"):
+            library.check_name_free(same)
+    # Different names (an accent dropped, a word added, a prefix) are free.
+    for other in ("Ete", "\u00c9t\u00e9 2", "E\u0301t", "Neo", "Neon Ink"):
+        assert library.check_name_free(other) is None
+    # A caller may word the refusal: {name} is the name asked for, {taken} the stored one.
+    with pytest.raises(InputError) as caught:
+        library.check_name_free(DECOMPOSED.lower(), "{name!r} is {taken!r} in {library}")
+    assert str(caught.value) == f"{DECOMPOSED.lower()!r} is {COMPOSED!r} in {library.root}"
+    with pytest.raises(InputError, match="contains '/'"):
+        library.check_name_free("a/b")
+    # Publishing applies the same rule: what check_name_free refuses is refused there too, before any file is written.
+    before = files_on_disk(library.root)
+    with pytest.raises(InputError, match=f"already has a style named '{COMPOSED}'"):
+        library.publish_styles([new_style(DECOMPOSED.lower(), pairs)], adapter_source(write_adapter(tmp_path / "other.safetensors", ["x"])))
+    assert files_on_disk(library.root) == before
+    library.publish_styles([new_style("Ete", pairs)], adapter_source(write_adapter(tmp_path / "third.safetensors", ["y"])))
+    assert sorted(style.name for style in library.list_styles()) == sorted(["Ete", COMPOSED, "Neon"])
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda style, adapter: ([NewStyle("a/b")], adapter), "contains '/'"),
     (lambda style, adapter: ([NewStyle("x", pairs=[("missing.png", "missing.png", "train")])], adapter), "no photo at missing.png"),

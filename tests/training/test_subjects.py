@@ -284,6 +284,19 @@ def test_bad_or_taken_names_are_refused_before_training(library, tmp_path, name,
     assert len(library.list_runs()) == runs and [record.name for record in library.list_styles()] == ["Taken"]
 
 
+@pytest.mark.parametrize("name", ["E\u0301te\u0301", "e\u0301te\u0301", "E\u0301TE\u0301", "\u00c9T\u00c9", "\u00e9t\u00e9"])
+def test_a_name_equal_to_a_subject_after_normalisation_is_refused_before_any_training_step(library, tmp_path, monkeypatch, name):
+    # The library compares names NFC-normalised and case-folded: "Été" typed with combining accents is the same name.
+    photos = write_photos(tmp_path / "photos", 3)
+    train_subject(library, tiny_backbone(), SubjectRequest("\u00c9t\u00e9", photos), preset("tiny", steps=1))
+    runs, built = len(library.list_runs()), []
+    monkeypatch.setattr(SubjectTrainer, "__init__", lambda self, *args, **kwargs: built.append(args))
+    with pytest.raises(InputError, match="already has a style or subject named '\u00c9t\u00e9'; pick another name"):
+        train_subject(library, tiny_backbone(), SubjectRequest(name, photos), preset("tiny"), callback=built.append)
+    assert built == [] and len(library.list_runs()) == runs and [record.name for record in library.list_styles()] == ["\u00c9t\u00e9"]
+    assert not any((library.root / "checkpoints" / "_subjects").iterdir())
+
+
 def test_a_zip_of_photos_trains_like_the_folder(library, tmp_path):
     folder = write_photos(tmp_path / "photos" / "my subject", 3, suffix=".jpg")
     archive = tmp_path / "photos.zip"

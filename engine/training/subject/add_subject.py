@@ -39,7 +39,6 @@ from engine.core.configuration import to_dict
 from engine.core.errors import InputError
 from engine.core.files import write_text_atomic
 from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, slug, validate_style_name
-from engine.library.names import name_key
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH, check_text
 from engine.models.backbones.base import Backbone
 from engine.models.editing import generate_image
@@ -92,9 +91,7 @@ def train_subject(library: StyleLibrary, backbone: Backbone, request: SubjectReq
     trigger = check_text(request.trigger, "trigger", request.name, MAX_TRIGGER_LENGTH, one_line=True).strip()
     if not trigger and takes_text(backbone):
         trigger = request.name  # the documented default: the prompt needs some words to bind the subject to
-    taken = [record.name for record in library.list_styles() if name_key(record.name) == name_key(request.name)]
-    if taken:
-        raise InputError(f"the library already has a style or subject named {taken[0]!r}; pick another name or delete it first")
+    library.check_name_free(request.name, "the library already has a style or subject named {taken!r}; pick another name or delete it first")
     with open_subject_photos(request.photos) as photos:
         return _train(library, backbone, request, trigger, photos, config, callback, should_stop, resume)
 
