@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
@@ -19,6 +20,7 @@ from engine.core.imaging import load_photo
 from engine.fusion import FusionConfig, plan_fusion, render_fusion
 from engine.fusion.sources import record_layers
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import check_render_size
 from studio.context import StudioContext
 from studio.streaming import Finished, stream_call
 
@@ -65,6 +67,7 @@ def _request(context: StudioContext, subject: str | None, style: str | None, mod
         if not photo_path:
             raise InputError("upload a photo to edit, or choose Generate")
         photo = load_photo(photo_path)
+        check_render_size(photo.size, Path(photo_path).name)
     settings = SamplerSettings(steps=int(steps if steps is not None else context.backbone.default_steps),
                                seed=int(seed if seed is not None else 0))
     return photo, settings
@@ -77,8 +80,8 @@ def _config(method: str, alpha: float, style_bias: float, subject_scale: float, 
 
 
 def describe(result, method: str) -> str:
-    """How the page reports a fusion: beta, gamma and how many layers took the subject per step."""
-    parts = [f"**{method}**"]
+    """How the page reports a fusion: its size, beta, gamma and how many layers took the subject per step."""
+    parts = [f"**{method}**", f"{result.image.width}x{result.image.height} px"]
     if result.beta is not None:
         parts.append(f"β {result.beta:.3f}")
     if result.gamma is not None:

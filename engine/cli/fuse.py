@@ -23,6 +23,7 @@ from engine.library import StyleLibrary
 from engine.models.backbones.base import Backbone
 from engine.models.backbones.registry import EMBEDDED, compute_dtype, load_backbone
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import RenderSettings, check_render_size
 
 NAME = "fuse"
 SUMMARY = "Fuse a subject LoRA and a style LoRA (EST-LoRA, K-LoRA or a merge) into one generated or edited image."
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="A local folder with DINO ViT-S/16 (facebook/dino-vits16) to measure beta as the paper does; "
                              "default: the offline style embedding.")
     add_config_arguments(parser, SamplerSettings)
+    add_config_arguments(parser, RenderSettings)
     parser.add_argument("--prompt", default="", help="The prompt or edit instruction; empty uses the model's default.")
     parser.add_argument("--model", default=EMBEDDED, metavar="SPEC",
                         help="'embedded' (the shipped model, the default), a model folder, or a FLUX.1 Kontext folder or hub id.")
@@ -63,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     config = FusionConfig(method=args.method, beta=args.beta, dino_folder=args.dino,
                           **{name: getattr(args, name) for name in CONFIG_OPTIONS})
     settings = config_from_args(SamplerSettings, args)
+    render = config_from_args(RenderSettings, args)
     photo = load_photo(args.input) if args.input is not None else None
+    if photo is not None:
+        check_render_size(photo.size, str(args.input))
     for spec in (args.subject, args.style):
         _check_file_spec(spec)
     backbone = load_backbone(args.model, dtype=compute_dtype("auto", styled=True))
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                              "pick two different LoRAs")
         plan = plan_fusion(backbone, subject.layers, style.layers, config)
     with ProgressBar("fusing") as progress:
-        result = render_fusion(backbone, plan, settings, args.prompt, photo, callback=progress)
+        result = render_fusion(backbone, plan, settings, args.prompt, photo, callback=progress, render_settings=render)
     try:
         save_image(result.image, args.out)
     except OSError as error:

@@ -29,6 +29,7 @@ from engine.fusion.render import StagedProgress, generation_size, render
 from engine.models.backbones.base import Backbone
 from engine.models.editing import PreviewCallback
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution, check_render_size
 
 
 @dataclass
@@ -45,8 +46,11 @@ class FusionResult:
 
 def render_fusion(backbone: Backbone, plan: FusionPlan, settings: SamplerSettings | None = None, prompt: str = "",
                   photo: Image.Image | None = None, size: tuple[int, int] | None = None,
-                  callback: PreviewCallback | None = None, embedding: ImageEmbedding | None = None) -> FusionResult:
-    """Render one image with ``plan`` applied; measures beta first when the plan needs it.
+                  callback: PreviewCallback | None = None, embedding: ImageEmbedding | None = None,
+                  render_settings: RenderSettings | None = None) -> FusionResult:
+    """Render one image with ``plan`` applied; measures beta first when the plan needs it. An
+    edited photo comes back at its own size (the model works at its working size; the beta
+    samples stay there).
 
     Args:
         backbone: the model the plan was made for.
@@ -58,10 +62,14 @@ def render_fusion(backbone: Backbone, plan: FusionPlan, settings: SamplerSetting
         size: (width, height) of a generated image; default the native square.
         callback: ``callback(step, total, preview)`` over the beta samples and the fused run.
         embedding: the image embedding for beta; default from ``plan.config.dino_folder``.
+        render_settings: how an edit is carried to the photo's size
+            (:func:`engine.rendering.full_resolution.carry_to_full_resolution`).
     """
     settings = settings or SamplerSettings()
     if photo is None:
         size = generation_size(backbone, size)  # checked before any sampling
+    else:
+        check_render_size(photo.size)
     config = plan.config
     measurement = None
     beta = config.base_beta() if config.switches else None
@@ -78,6 +86,8 @@ def render_fusion(backbone: Backbone, plan: FusionPlan, settings: SamplerSetting
         beta = measurement.beta
     with applied_fusion(backbone, plan, beta) as fusion:
         image = render(backbone, settings, prompt, photo, size, progress.stage(progress.stages - 1), fusion.before_step)
+    if photo is not None:
+        image = carry_to_full_resolution(photo, image, render_settings)
     return FusionResult(image, beta, plan.gamma, fusion.steps, measurement)
 
 

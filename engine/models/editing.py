@@ -37,10 +37,12 @@ def edit_photo(
 
     ``callback(step, total, preview)`` receives the current estimate of the result after each
     step; ``before_step`` (see :func:`~engine.models.sampling.sampler.sample`) runs before each model
-    call. The result has the working size (see :meth:`Backbone.fit_size`).
+    call. The result has the working size (see :meth:`Backbone.fit_size`; ``settings.working_size``
+    sets its area); :func:`engine.rendering.full_resolution.carry_to_full_resolution` takes it to
+    the photo's size.
     """
     settings = settings or SamplerSettings()
-    working = resize_to(photo.convert("RGB"), backbone.fit_size(*photo.size))
+    working = resize_to(photo.convert("RGB"), backbone.fit_size(*photo.size, settings.working_size or None))
     with torch.inference_mode():
         source = backbone.encode(to_tensor(working).to(backbone.device))
         condition = backbone.encode_prompt([prompt])

@@ -36,9 +36,9 @@ class RenderSettings:
 
     render: str = option("guided", "How the result reaches the photo's size: 'guided' applies the edit's local colour "
                                    "change to the full photo, keeping its detail; 'resize' upscales the model's result.")
-    guided_radius: int = option(1, "guided: the radius, in working-size pixels, of the windows the colour change is "
+    guided_radius: int = option(2, "guided: the radius, in working-size pixels, of the windows the colour change is "
                                    "fitted over (larger is smoother).")
-    guided_epsilon: float = option(1e-4, "guided: the regularisation of each window's fit (larger keeps flat areas "
+    guided_epsilon: float = option(1e-3, "guided: the regularisation of each window's fit (larger keeps flat areas "
                                          "closer to their mean colour change, smaller follows the edit more closely).")
 
     def __post_init__(self) -> None:

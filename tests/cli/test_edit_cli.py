@@ -13,6 +13,7 @@ from engine.cli import main
 from engine.core.configuration import help_of
 from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 from engine.models.backbones.registry import load_backbone
+from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,19 @@ def test_edit_writes_the_result_at_the_photos_size(model: Path, photo: Path, tmp
     assert size == (64, 32)
     assert f"{out} (64x32)" in capsys.readouterr().out
     assert sorted(p.name for p in out.parent.iterdir()) == ["edited.png"]
+
+
+def test_working_size_sets_the_area_the_model_edits_at(model: Path, photo: Path, tmp_path: Path) -> None:
+    backbone = load_backbone(str(model))
+    assert backbone.fit_size(64, 32, 16) == (24, 8) and backbone.fit_size(64, 32, 32) == backbone.fit_size(64, 32)
+    seen = []
+    with Image.open(photo) as opened:
+        small = edit_photo(backbone, opened, SamplerSettings(steps=1, working_size=16), callback=lambda *a: seen.append(a[2].size))
+    assert small.size == seen[-1] == (24, 8)
+    out = tmp_path / "small.png"
+    assert edit("--input", photo, "--out", out, "--steps", 1, "--working-size", 16, "--model", model) == 0
+    with Image.open(out) as result:
+        assert result.size == (64, 32)  # still the photo's own size
 
 
 def test_edit_refuses_a_photo_over_the_full_resolution_cap(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -147,7 +161,7 @@ def test_unwritable_output_gives_one_line(model: Path, photo: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize(("arguments", "fragment"), [(["--steps", "-1"], "steps"), (["--strength", "0"], "strength"),
-                                                     (["--seed", "-5"], "seed")])
+                                                     (["--seed", "-5"], "seed"), (["--working-size", "8"], "working_size")])
 def test_out_of_range_settings_are_refused(photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                            arguments: list[str], fragment: str) -> None:
     code = edit("--input", photo, "--out", tmp_path / "out.png", "--model", tmp_path / "no-model-here", *arguments)

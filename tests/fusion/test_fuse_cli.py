@@ -76,9 +76,11 @@ def test_library_subject_and_imported_lora_edit_a_photo(setup, tmp_path, capsys)
     out = tmp_path / "edited.jpg"
     assert fuse(setup, "--subject", "Teapot", "--style", "Grain", "--input", setup["photo"], "--method", "klora",
                 "--alpha", 1.0, "--style-bias", 0.2, "--out", out) == 0
-    assert "method klora, beta 0.500 + style bias 0.2, gamma " in capsys.readouterr().out  # K-LoRA's constant beta
+    printed = capsys.readouterr().out
+    assert "method klora, beta 0.500 + style bias 0.2, gamma " in printed  # K-LoRA's constant beta
+    assert f"wrote {out} (48x32;" in printed
     with Image.open(out) as image:
-        assert image.size == (40, 24)  # the tiny model's area (32 x 32) at the photo's 3:2
+        assert image.size == (48, 32)  # the photo's own size (the tiny model edits at 40 x 24)
 
 
 def test_two_styles_of_one_adapter_file_are_two_loras(setup, tmp_path):

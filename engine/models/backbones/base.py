@@ -134,11 +134,12 @@ class Backbone(abc.ABC):
         """Standard normal noise of a latent shape, drawn on the CPU so seeds match across devices."""
         return torch.randn(latents_shape, generator=generator, dtype=torch.float32).to(self.device)
 
-    def fit_size(self, width: int, height: int) -> tuple[int, int]:
-        """The working size for a photo: the native area, the photo's aspect ratio, sides rounded
-        to :attr:`resolution_multiple`."""
+    def fit_size(self, width: int, height: int, resolution: int | None = None) -> tuple[int, int]:
+        """The working size for a photo: the area of a ``resolution`` square (default the native
+        resolution), the photo's aspect ratio, sides rounded to :attr:`resolution_multiple`."""
         multiple = self.resolution_multiple
-        scale = (self.native_resolution**2 / (width * height)) ** 0.5
+        side = resolution or self.native_resolution
+        scale = (side**2 / (width * height)) ** 0.5
         new_width = max(multiple, round(width * scale / multiple) * multiple)
         new_height = max(multiple, round(height * scale / multiple) * multiple)
         return new_width, new_height

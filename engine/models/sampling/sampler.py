@@ -32,6 +32,9 @@ class SamplerSettings:
     noise_scale: float = option(-1.0, "Scale of the starting noise, the sampling temperature (1 = standard noise; 0 = none, "
                                       "so the result no longer depends on the seed). -1: the model's default for edits "
                                       "(the embedded model's is 0), and 1 for generation.")
+    working_size: int = option(0, "Edits only: the model edits a copy of the photo with the area of a square of this side "
+                                  "in pixels (0: the model's native resolution, which it was trained at); the result is "
+                                  "then carried to the photo's own size.")
 
     def __post_init__(self) -> None:
         require(0 <= self.steps <= 1000, "steps must lie between 1 and 1000 (0 for the model's default)")
@@ -39,6 +42,8 @@ class SamplerSettings:
         require(0 <= self.seed < 2**63, "seed must be a non-negative integer below 2**63")
         require(self.noise_scale == -1.0 or 0.0 <= self.noise_scale <= 1.0,
                 "noise_scale must lie in [0, 1], or be -1 for the model's default")
+        require(self.working_size == 0 or 16 <= self.working_size <= 4096,
+                "working_size must lie between 16 and 4096 pixels, or be 0 for the model's native resolution")
 
     def noise_scale_for(self, backbone: Backbone, edit: bool) -> float:
         """The scale of the starting noise this run uses: ``noise_scale`` if given, else the
