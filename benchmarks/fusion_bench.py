@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from benchmarks.dataset import load_benchmark_photo
+from benchmarks.fusion_baselines import Baseline
 from benchmarks.report import add_out_argument, publish
 from engine.fusion import FusionConfig, OfflineStyleEmbedding, plan_fusion, render_fusion
 from engine.fusion.config import METHODS
@@ -149,18 +150,22 @@ def run(library_folder: Path, seeds: int, steps: int | None, timing_repeats: int
 
 def time_methods(backbone, subject_layers: dict, style_layers: dict, repeats: int) -> dict[str, float]:
     """Median seconds per generated image per method (beta measured once per plan beforehand, as
-    a page or a batch reuses it), the methods interleaved."""
-    subject_name, style_name = next(iter(subject_layers)), STYLES[0]
-    plans = {method: plan_fusion(backbone, subject_layers[subject_name], style_layers[style_name], FusionConfig(method=method, beta=0.5 if method in ("est", "klora") else None))
-             for method in METHODS}
-    plans["klora per call (its code)"] = plan_fusion(backbone, subject_layers[subject_name], style_layers[style_name],
-                                                     FusionConfig(method="klora", beta=0.5, recompute_per_call=True))
-    samples: dict[str, list[float]] = {name: [] for name in plans}
+    a page or a batch reuses it), the methods interleaved; also K-LoRA as its public code does
+    (:mod:`benchmarks.fusion_baselines`)."""
+    subject, style = subject_layers[next(iter(subject_layers))], style_layers[STYLES[0]]
+    renders = {}
+    for method in METHODS:
+        plan = plan_fusion(backbone, subject, style, FusionConfig(method=method, beta=0.5 if method in ("est", "klora") else None))
+        renders[method] = lambda settings, plan=plan: render_fusion(backbone, plan, settings)
+    per_call = Baseline(FusionConfig(method="klora", beta=0.5), "per_call")
+    per_call_plan = per_call.plan(backbone, subject, style)
+    renders["klora per call (its code)"] = lambda settings: per_call.render(backbone, per_call_plan, settings)
+    samples: dict[str, list[float]] = {name: [] for name in renders}
     for repeat in range(repeats + 1):
-        for name, plan in plans.items():
+        for name, render_one in renders.items():
             began = time.perf_counter()
             with torch.inference_mode():
-                render_fusion(backbone, plan, SamplerSettings(seed=repeat))
+                render_one(SamplerSettings(seed=repeat))
             if repeat:  # the first round warms up
                 samples[name].append(time.perf_counter() - began)
     return {name: round(statistics.median(values), 4) for name, values in samples.items()}

@@ -17,6 +17,9 @@ renders several images of one pair, and one image per variant is generated in tu
 * ``K-LoRA as its code does``: both products and their top-K rebuilt at every layer call;
 * ``K-LoRA cached``: top-K sums computed once, then the same switch and folding as EST.
 
+``EST unfused`` and the two "as its code does" variants are benchmark baselines
+(:mod:`benchmarks.fusion_baselines`); the other variants fold, as the product does.
+
 Also reported: the one-off cost of preparing each plan (scores and gamma, :func:`plan_fusion`),
 of measuring EST's beta (two extra images and the embedding), and how many layer folds EST
 makes per image.
@@ -30,10 +33,11 @@ import time
 
 import torch
 
+from benchmarks.fusion_baselines import Baseline
 from benchmarks.timing import interleaved_medians
 from engine.adapters.lora.files import LoraLayer
 from engine.adapters.lora.patch import applied_lora
-from engine.fusion import FusionConfig, applied_fusion, measure_beta, plan_fusion
+from engine.fusion import FusionConfig, FusionPlan, applied_fusion, measure_beta, plan_fusion
 from engine.models.backbones.base import Backbone
 from engine.models.backbones.registry import load_backbone
 from engine.models.editing import generate_image
@@ -45,9 +49,9 @@ VARIANTS = {
     "single LoRA": None,
     "merge": FusionConfig(method="merge"),
     "EST": FusionConfig(method="est", beta=BETA),
-    "EST unfused": FusionConfig(method="est", beta=BETA, application="unfused"),
-    "EST as its code does": FusionConfig(method="est", beta=BETA, recompute_per_call=True),
-    "K-LoRA as its code does": FusionConfig(method="klora", recompute_per_call=True),
+    "EST unfused": Baseline(FusionConfig(method="est", beta=BETA), "unfused"),
+    "EST as its code does": Baseline(FusionConfig(method="est", beta=BETA), "per_call"),
+    "K-LoRA as its code does": Baseline(FusionConfig(method="klora"), "per_call"),
     "K-LoRA cached": FusionConfig(method="klora"),
 }
 
@@ -66,6 +70,19 @@ def random_lora(backbone: Backbone, rank: int, seed: int) -> dict[str, LoraLayer
     return layers
 
 
+def make_plan(backbone: Backbone, subject: dict[str, LoraLayer], style: dict[str, LoraLayer],
+              variant: FusionConfig | Baseline) -> FusionPlan:
+    """The variant's plan: the product's for a fusion setting, the baseline's own for a baseline."""
+    if isinstance(variant, Baseline):
+        return variant.plan(backbone, subject, style)
+    return plan_fusion(backbone, subject, style, variant)
+
+
+def applied(backbone: Backbone, plan: FusionPlan, variant: FusionConfig | Baseline):
+    """The context manager installing ``plan`` on ``backbone`` by the variant's mechanism."""
+    return variant.applied(backbone, plan) if isinstance(variant, Baseline) else applied_fusion(backbone, plan)
+
+
 def measure(model: str, rank: int, steps: int, repeats: int) -> dict:
     reference = load_backbone(model)
     subject, style = random_lora(reference, rank, seed=1), random_lora(reference, rank, seed=2)
@@ -80,7 +97,7 @@ def measure(model: str, rank: int, steps: int, repeats: int) -> dict:
                 contexts[-1].__enter__()
                 calls[name] = lambda backbone=backbone: generate_image(backbone, size, settings)
                 continue
-            contexts.append(applied_fusion(backbone, plan_fusion(backbone, subject, style, config)))
+            contexts.append(applied(backbone, make_plan(backbone, subject, style, config), config))
             fusion = contexts[-1].__enter__()
             fusions[name] = fusion
             calls[name] = lambda backbone=backbone, fusion=fusion: generate_image(backbone, size, settings,
@@ -93,9 +110,9 @@ def measure(model: str, rank: int, steps: int, repeats: int) -> dict:
             context.__exit__(None, None, None)
     reference_seconds = seconds["single LoRA"]
     setup = interleaved_medians({
-        "EST plan (energies, gamma)": lambda: plan_fusion(reference, subject, style, VARIANTS["EST"]),
-        "K-LoRA cached plan (top-K sums, gamma)": lambda: plan_fusion(reference, subject, style, VARIANTS["K-LoRA cached"]),
-        "K-LoRA as its code does plan (gamma)": lambda: plan_fusion(reference, subject, style, VARIANTS["K-LoRA as its code does"]),
+        "EST plan (energies, gamma)": lambda: make_plan(reference, subject, style, VARIANTS["EST"]),
+        "K-LoRA cached plan (top-K sums, gamma)": lambda: make_plan(reference, subject, style, VARIANTS["K-LoRA cached"]),
+        "K-LoRA as its code does plan (gamma)": lambda: make_plan(reference, subject, style, VARIANTS["K-LoRA as its code does"]),
     }, max(3, repeats // 2))
     began = time.perf_counter()
     beta = measure_beta(reference, plan_fusion(reference, subject, style, FusionConfig(method="est")), settings, size=size).beta

@@ -20,7 +20,8 @@ of the score each rule compares (for EST an energy ratio, not an L1 ratio); and 
 layers is one vectorised op per step (:mod:`.rule`) whose result is folded into the weights of the
 changed layers only (:mod:`.folding`; each layer changes at most once per run, so fusion runs at
 the speed of a single folded LoRA; :mod:`benchmarks.fusion_speed` measures it against the
-alternatives: stacked unfolded factors and the papers' per-call recomputation).
+alternatives, benchmark baselines in :mod:`benchmarks.fusion_baselines`: stacked unfolded factors
+and the papers' per-call recomputation).
 
 Entry points: :func:`fuse` (one image), :func:`plan_fusion` + :func:`render_fusion` (many images
 of one pair), :func:`applied_fusion` (the context manager that installs a fusion and restores

@@ -21,7 +21,6 @@ from engine.fusion.pair import LAYER_POLICIES
 
 METHODS = ("est", "klora", "merge", "subject", "style")
 SWITCHING_METHODS = ("est", "klora")
-APPLICATIONS = ("fold", "unfused")
 # K-LoRA's beta for its "s" pattern (its code and paper); EST measures beta instead.
 KLORA_BETA = 0.5
 # 1 - cos lies in [0, 2].
@@ -45,18 +44,12 @@ class FusionConfig:
                                "seed rendered with one pair and prompt uses the same beta, measured once.")
     dino_folder: str = option("", "A local folder holding DINO ViT-S/16 (facebook/dino-vits16) for beta; "
                                   "empty uses the offline style embedding (engine.fusion.embedding).")
-    recompute_per_call: bool = option(False, "est/klora: recompute each layer's update and score at every layer call, as "
-                                             "the public EST-LoRA and K-LoRA code do (slow; for speed comparisons).")
     layers: str = option("same", "'same' refuses two LoRAs that change different layers; 'union' treats a layer one LoRA "
                                  "leaves out (e.g. one rank pruning emptied) as no change on that side.")
-    application: str = option("fold", "How a chosen update reaches the model: 'fold' adds it into the weights when a layer's "
-                                      "choice changes (the default, fastest); 'unfused' runs it beside each layer from "
-                                      "stacked factors (for comparison).")
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         _check(self.layers in LAYER_POLICIES, f"layers must be one of {', '.join(LAYER_POLICIES)}, not {self.layers!r}")
-        _check(self.application in APPLICATIONS, f"application must be one of {', '.join(APPLICATIONS)}, not {self.application!r}")
         _check(_finite(self.alpha) and 0.0 <= self.alpha <= 10.0, f"alpha must lie in [0, 10], not {self.alpha}")
         _check(_finite(self.style_bias) and -MAX_BETA <= self.style_bias <= MAX_BETA,
                f"style_bias must lie in [-{MAX_BETA}, {MAX_BETA}], not {self.style_bias}")
@@ -67,10 +60,6 @@ class FusionConfig:
             _check(_finite(self.beta) and 0.0 <= self.beta <= MAX_BETA, f"beta must lie in [0, {MAX_BETA}] or be None, not {self.beta}")
         _check(isinstance(self.beta_seed, int) and 0 <= self.beta_seed < 2**63, "beta_seed must be a non-negative integer")
         _check(isinstance(self.dino_folder, str), "dino_folder must be a folder path as text ('' for the offline embedding)")
-        _check(not (self.recompute_per_call and self.method not in SWITCHING_METHODS),
-               f"recompute_per_call applies to est and klora only, not {self.method}; switch it off")
-        _check(not (self.recompute_per_call and self.application != "fold"),
-               "recompute_per_call runs the public code's own layer; leave application at 'fold'")
 
     @property
     def switches(self) -> bool:

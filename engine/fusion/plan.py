@@ -1,7 +1,7 @@
 """A fusion prepared once per LoRA pair and settings: the checked pair, its scores and gamma.
 
 Everything here is independent of the step, the prompt and the seed, so a studio session makes a
-plan once and renders many images with it (:func:`engine.fusion.fuse.fuse_image`).
+plan once and renders many images with it (:func:`engine.fusion.fuse.render_fusion`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ class FusionPlan:
     """A checked pair and what its method needs.
 
     ``subject_scores``/``style_scores`` ``(L,)`` float64 are the energies (EST) or top-K sums
-    (K-LoRA) in ``pair.names`` order, ``None`` for the other methods and for the public code's
-    per-call recomputation; ``gamma`` is set for EST and K-LoRA (see :mod:`engine.fusion.scores`).
+    (K-LoRA) in ``pair.names`` order, ``None`` for the other methods; ``gamma`` is set for EST and
+    K-LoRA (see :mod:`engine.fusion.scores`).
     """
 
     pair: LoraPair
@@ -40,14 +40,10 @@ class FusionPlan:
     beta_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def rule(self, beta: float) -> SwitchRule:
-        """The switch with discrepancy ``beta`` (the config's ``style_bias`` is added here). With
-        per-call recomputation its scores are empty: only its :meth:`~SwitchRule.strength` is used."""
+        """The switch with discrepancy ``beta`` (the config's ``style_bias`` is added here)."""
         if self.gamma is None:
             raise InputError(f"the {self.config.method} method does not switch; only est and klora do")
-        empty = torch.empty(0, dtype=torch.float64)
-        subject = empty if self.subject_scores is None else self.subject_scores
-        style = empty if self.style_scores is None else self.style_scores
-        return SwitchRule(subject, style, self.gamma, self.config.alpha, beta + self.config.style_bias)
+        return SwitchRule(self.subject_scores, self.style_scores, self.gamma, self.config.alpha, beta + self.config.style_bias)
 
     def fold_options(self) -> list[tuple[float, float]]:
         """``(subject coefficient, style coefficient)`` per option: for a switching method option 0
@@ -63,8 +59,7 @@ class FusionPlan:
         scale 1, so the sliders change how strongly an update is applied, never the switch."""
         if side not in ("subject", "style"):
             raise InputError(f"side must be subject or style, not {side!r}")
-        config = dataclasses.replace(self.config, method=side, subject_scale=1.0, style_scale=1.0,
-                                     recompute_per_call=False, application="fold")
+        config = dataclasses.replace(self.config, method=side, subject_scale=1.0, style_scale=1.0)
         return FusionPlan(self.pair, config)
 
 
@@ -83,9 +78,7 @@ def plan_fusion(backbone: Backbone, subject: Mapping[str, LoraLayer], style: Map
     elif config.method == "klora":
         # K-LoRA's gamma is the L1 ratio (its utils.get_ratio_between_content_and_style).
         gamma = balance_gamma(l1_sums(pair.subject, names), l1_sums(pair.style, names))
-        subject_scores, style_scores = (None, None) if config.recompute_per_call else top_k_sums(pair.subject, pair.style, names)
+        subject_scores, style_scores = top_k_sums(pair.subject, pair.style, names)
     else:
         return FusionPlan(pair, config)
-    if config.recompute_per_call:
-        return FusionPlan(pair, config, gamma)
     return FusionPlan(pair, config, gamma, subject_scores, style_scores)

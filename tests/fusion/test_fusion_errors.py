@@ -96,8 +96,6 @@ def test_the_same_lora_on_both_sides_is_refused_in_any_layout(backbone, loras):
     ({"style_scale": float("inf")}, "style_scale must lie in"),
     ({"beta": 2.5}, "beta must lie in"),
     ({"layers": "all"}, "layers must be one of same, union"),
-    ({"application": "gpu"}, "application must be one of fold, unfused"),
-    ({"method": "merge", "recompute_per_call": True}, "recompute_per_call applies to est and klora only"),
 ])
 def test_config_values_are_checked(settings, message):
     with pytest.raises(InputError, match=message):
