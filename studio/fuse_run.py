@@ -86,7 +86,7 @@ def describe(result, method: str) -> str:
         parts.append(f"β {result.beta:.3f}")
     if result.gamma is not None:
         parts.append(f"γ {result.gamma:.3g}")
-    counts = [step.subject_layers for step in result.steps if step.subject_layers is not None]
+    counts = [step.subject_layers for step in result.steps]
     if counts:
         parts.append("layers on the subject per step: " + " → ".join(str(count) for count in counts))
     return " · ".join(parts)

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {args.out}: {error.strerror or error}; check the folder exists and is writable") from error
     details = f"method {config.method}"
     if result.beta is not None:
-        subject_steps = ", ".join(str(step.subject_layers) for step in result.steps if step.subject_layers is not None)
+        subject_steps = ", ".join(str(step.subject_layers) for step in result.steps)
         details += (f", beta {result.beta:.3f} + style bias {config.style_bias:g}, gamma {result.gamma:.4g}, "
                     f"subject layers per step [{subject_steps}] of {len(plan.pair.names)}")
     print(f"wrote {args.out} ({result.image.width}x{result.image.height}; {details})")

@@ -3,38 +3,18 @@ they agree with the product's folded fusion, and leave the backbone bit for bit 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from benchmarks.fusion_baselines import Baseline, SwitchedLoraLinear
 from engine.core.errors import InputError
 from engine.fusion import FusionConfig, applied_fusion, plan_fusion
 from engine.fusion.render import render
 from engine.models.sampling.sampler import SamplerSettings, StepStart, sample
-from tests.adapters.moe.moe_fixtures import base_backbone
-from tests.fusion.fusion_fixtures import assert_unchanged, random_lora, weight_snapshot
+from tests.fusion.fusion_fixtures import (  # noqa: F401 (pytest fixtures)
+    SETTINGS, SHAPE, assert_unchanged, backbone, loras, photo, weight_snapshot)
 
 pytestmark = pytest.mark.timeout(120)
-SHAPE = torch.Size((1, 3, 32, 32))
-SETTINGS = SamplerSettings(steps=6, seed=5)
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return base_backbone(0)
-
-
-@pytest.fixture(scope="module")
-def loras(backbone):
-    return random_lora(backbone, seed=1), random_lora(backbone, seed=2, rank=3)
-
-
-@pytest.fixture(scope="module")
-def photo() -> Image.Image:
-    array = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    return Image.fromarray(array, mode="RGB")
 
 
 def sample_with(backbone, fusion) -> torch.Tensor:

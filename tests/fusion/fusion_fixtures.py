@@ -4,11 +4,14 @@ snapshots of a backbone's weights, and rendering to arrays."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from engine.adapters.lora.files import LoraLayer
 from engine.models.backbones.base import Backbone
+from engine.models.sampling.sampler import SamplerSettings
+from tests.adapters.moe.moe_fixtures import base_backbone
 
 
 def random_lora(backbone: Backbone, seed: int, rank: int = 4, scale: float = 0.5, magnitude: float = 0.3,
@@ -47,3 +50,25 @@ def assert_unchanged(backbone: Backbone, snapshot: dict[str, tuple[torch.Tensor,
 
 def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
+
+
+# Module-scoped fixtures shared by tests/fusion/test_fusion_apply.py and
+# tests/benchmarks/test_fusion_baselines.py (imported there by name, as pytest allows).
+SHAPE = torch.Size((1, 3, 32, 32))
+SETTINGS = SamplerSettings(steps=6, seed=5)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return base_backbone(0)
+
+
+@pytest.fixture(scope="module")
+def loras(backbone):
+    return random_lora(backbone, seed=1), random_lora(backbone, seed=2, rank=3)
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    array = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    return Image.fromarray(array, mode="RGB")

@@ -12,32 +12,16 @@ import torch
 from PIL import Image
 
 from engine.adapters.lora.patch import applied_lora
+from engine.core.imaging import resize_to
 from engine.fusion import FusionConfig, applied_fusion, plan_fusion, render_fusion
 from engine.fusion.render import render
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings, StepStart, sample, sigmas_for
-from tests.adapters.moe.moe_fixtures import base_backbone
-from tests.fusion.fusion_fixtures import assert_unchanged, pixels, random_lora, weight_snapshot
+from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
+from tests.fusion.fusion_fixtures import (  # noqa: F401 (pytest fixtures)
+    SETTINGS, SHAPE, assert_unchanged, backbone, loras, photo, pixels, weight_snapshot)
 
 pytestmark = pytest.mark.timeout(120)
-SHAPE = torch.Size((1, 3, 32, 32))
-SETTINGS = SamplerSettings(steps=6, seed=5)
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return base_backbone(0)
-
-
-@pytest.fixture(scope="module")
-def loras(backbone):
-    return random_lora(backbone, seed=1), random_lora(backbone, seed=2, rank=3)
-
-
-@pytest.fixture(scope="module")
-def photo() -> Image.Image:
-    array = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    return Image.fromarray(array, mode="RGB")
 
 
 def latents_with(backbone, plan, beta=None, settings=SETTINGS, source=None) -> torch.Tensor:
@@ -188,3 +172,16 @@ def test_union_of_layer_sets_gives_missing_layers_a_zero_update(backbone, loras)
     est = plan_fusion(backbone, subject, partial_style, FusionConfig(method="est", beta=0.5, layers="union"))
     missing = [index for index, name in enumerate(est.pair.names) if name not in partial_style]
     assert est.rule(0.5).choose(0.99)[missing].all()  # no style update there: the subject stays
+
+
+def test_an_edited_photo_comes_back_at_its_own_size_through_the_render_path(backbone, loras):
+    photo = Image.fromarray(np.random.default_rng(4).integers(0, 256, (57, 91, 3), dtype=np.uint8))
+    plan = plan_fusion(backbone, *loras, FusionConfig(method="merge"))
+    settings = SamplerSettings(steps=3, seed=1)
+    result = render_fusion(backbone, plan, settings, photo=photo)
+    with applied_fusion(backbone, plan) as fusion:
+        working = render(backbone, settings, photo=photo, before_step=fusion.before_step)
+    assert working.size != photo.size and result.image.size == photo.size
+    assert np.array_equal(pixels(result.image), pixels(carry_to_full_resolution(photo, working)))
+    resized = render_fusion(backbone, plan, settings, photo=photo, render_settings=RenderSettings(render="resize"))
+    assert np.array_equal(pixels(resized.image), pixels(resize_to(working, photo.size)))
