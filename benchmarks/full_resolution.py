@@ -39,15 +39,17 @@ from engine.models.backbones.registry import load_backbone
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
 from engine.services.style_edit import StyleEditor
 
-DEFAULT_RENDERS = "resize,guided:1:1e-4,guided:2:1e-4,guided:4:1e-4,guided:2:1e-3"
+DEFAULT_RENDERS = "resize,guided,guided:2:1e-3:0.5,guided:2:1e-3:0"
 PATCH = 8  # the embedded model's patch side at working size
 
 
 def parse_render(text: str) -> RenderSettings:
-    """``resize`` or ``guided:RADIUS:EPSILON`` (``guided`` alone for the defaults)."""
+    """``resize`` or ``guided[:RADIUS:EPSILON[:DETAIL]]`` (``guided`` alone for the defaults)."""
     method, *parameters = text.split(":")
     if method == "guided" and parameters:
-        return RenderSettings(render="guided", guided_radius=int(parameters[0]), guided_epsilon=float(parameters[1]))
+        detail = float(parameters[2]) if len(parameters) > 2 else 1.0
+        return RenderSettings(render="guided", guided_radius=int(parameters[0]), guided_epsilon=float(parameters[1]),
+                              guided_detail=detail)
     return RenderSettings(render=method)
 
 
@@ -125,7 +127,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.full_resolution", description=__doc__.splitlines()[0])
     parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles.")
-    parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided or guided:RADIUS:EPSILON.")
+    parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided or guided:RADIUS:EPSILON[:DETAIL].")
     parser.add_argument("--long-side", type=int, default=1024, help="The photos' long side in pixels.")
     parser.add_argument("--library", type=Path, default=REPOSITORY / "styles", help="The style library to edit with.")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="Where originals and targets are kept.")

@@ -5,7 +5,8 @@ hundred pixels a side for the embedded model). :func:`carry_to_full_resolution` 
 result at the photo's width and height:
 
 * ``guided`` (the default): the edit's colour change is fitted locally and applied to the full
-  photo (:mod:`engine.rendering.guided_upsampling`), so every pixel of the photo's detail stays;
+  photo (:mod:`engine.rendering.guided_upsampling`), so every pixel of the photo's detail stays
+  (``guided_detail`` below 1 keeps less of it, for styles that paint over fine detail);
 * ``resize``: the working-size result upscaled (bicubic), the path before full-resolution
   rendering, kept for comparison.
 
@@ -40,11 +41,14 @@ class RenderSettings:
                                    "fitted over (larger is smoother).")
     guided_epsilon: float = option(1e-3, "guided: the regularisation of each window's fit (larger keeps flat areas "
                                          "closer to their mean colour change, smaller follows the edit more closely).")
+    guided_detail: float = option(1.0, "guided: how much of the photo's fine detail (finer than one working-size pixel) "
+                                       "the result keeps: 1 all of it, 0 none (for styles that paint over detail).")
 
     def __post_init__(self) -> None:
         require(self.render in RENDER_METHODS, f"render must be one of {', '.join(RENDER_METHODS)}, not {self.render!r}")
         require(0 <= self.guided_radius <= 16, "guided_radius must lie between 0 and 16")
         require(0.0 < self.guided_epsilon <= 1.0, "guided_epsilon must lie in (0, 1]")
+        require(0.0 <= self.guided_detail <= 1.0, "guided_detail must lie in [0, 1]")
 
 
 def check_render_size(size: tuple[int, int], name: str = "the photo") -> None:
@@ -72,8 +76,14 @@ def carry_to_full_resolution(photo: Image.Image, result: Image.Image, settings: 
         return result
     if settings.render == "resize":
         return resize_to(result, photo.size)
-    source = unit_tensor(resize_to(photo, result.size))
-    coefficients = fit_local_affine(source, unit_tensor(result), settings.guided_radius, settings.guided_epsilon)
-    pixels = torch.from_numpy(np.array(photo)).permute(2, 0, 1)  # (3, H, W) uint8: no float copy of the whole photo
+    working_photo = resize_to(photo, result.size)
+    coefficients = fit_local_affine(unit_tensor(working_photo), unit_tensor(result), settings.guided_radius,
+                                    settings.guided_epsilon)
+    guide = photo
+    if settings.guided_detail < 1.0:
+        # The photo with its detail finer than a working pixel scaled by guided_detail: a blend
+        # with the working-size copy upscaled, in Pillow's uint8 arithmetic (no float copy).
+        guide = Image.blend(resize_to(working_photo, photo.size), photo, settings.guided_detail)
+    pixels = torch.from_numpy(np.array(guide)).permute(2, 0, 1)  # (3, H, W) uint8: no float copy of the whole photo
     full = apply_local_affine(coefficients, pixels)
     return Image.fromarray(full.permute(1, 2, 0).numpy(), mode="RGB")

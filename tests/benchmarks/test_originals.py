@@ -41,6 +41,7 @@ def test_members_are_extracted_from_a_package(tmp_path):
 
 def test_render_variants_parse_or_are_refused():
     assert parse_render("guided:4:0.001").guided_radius == 4
+    assert parse_render("guided:2:0.001:0.5").guided_detail == 0.5 and parse_render("guided").guided_detail == 1.0
     assert parse_render("resize").render == "resize"
     with pytest.raises(ConfigError, match="render must be one of"):
         parse_render("tiles")

@@ -41,6 +41,24 @@ def test_guided_keeps_the_photo_detail_that_resize_loses():
     assert error("guided") < 0.25 * error("resize")
 
 
+def test_guided_detail_scales_the_detail_finer_than_a_working_pixel():
+    photo = noise_photo(400, 300, seed=2)
+    working = resize_to(photo, (100, 75))
+    smooth = resize_to(working, photo.size)  # the photo without its sub-working-pixel detail
+
+    def carried(detail: float) -> np.ndarray:
+        settings = RenderSettings(guided_epsilon=1e-6, guided_detail=detail)
+        return np.asarray(carry_to_full_resolution(photo, warmer(working), settings), dtype=np.float64)
+
+    full, none, half = carried(1.0), carried(0.0), carried(0.5)
+    assert np.array_equal(full, np.asarray(carry_to_full_resolution(photo, warmer(working), RenderSettings(guided_epsilon=1e-6))))
+    # A global affine map is recovered, so each result is that map of its guide (to rounding).
+    assert np.abs(full - np.asarray(warmer(photo), dtype=np.float64)).mean() < 1.0
+    assert np.abs(none - np.asarray(warmer(smooth), dtype=np.float64)).mean() < 1.0
+    assert np.abs(half - (full + none) / 2).mean() < 1.0
+    assert np.abs(full - none).mean() > 20.0  # noise: most of its energy is finer than a working pixel
+
+
 def test_a_result_already_at_the_photo_size_is_returned_as_it_is():
     photo = noise_photo(64, 48)
     result = warmer(photo)
@@ -53,3 +71,5 @@ def test_photos_over_the_cap_and_bad_settings_are_refused():
         carry_to_full_resolution(Image.new("RGB", (side, side)), Image.new("RGB", (16, 16)))
     with pytest.raises(ConfigError, match="render must be one of guided, resize"):
         RenderSettings(render="tiles")
+    with pytest.raises(ConfigError, match=r"guided_detail must lie in \[0, 1\]"):
+        RenderSettings(guided_detail=1.5)
