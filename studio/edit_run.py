@@ -6,7 +6,8 @@ to widget updates; the layout and wiring are in :mod:`studio.edit_tab`.
 * :func:`check_request` refuses what the engine would refuse before the request waits for the
   model (no concurrency limit, so it answers at once even while another edit runs);
 * :func:`run_edit` runs :meth:`engine.services.style_edit.StyleEditor.edit` and carries the result
-  to the photo's own size (:func:`engine.rendering.full_resolution.carry_to_full_resolution`) in a
+  to the photo's own size (:func:`engine.rendering.full_resolution.carry_to_full_resolution`, with
+  the leading style's render choice, :func:`engine.services.mix_render.render_for_mix`) in a
   worker thread (:func:`studio.streaming.stream_call`); it yields each step's working-size
   estimate, then the full-size result as a before/after slider, a PNG download and an updated
   gallery of recent results.
@@ -29,6 +30,7 @@ from engine.core.errors import AtelierError, InputError
 from engine.core.imaging import load_photo, save_image
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import carry_to_full_resolution, check_render_size
+from engine.services.mix_render import render_for_mix
 from engine.services.style_edit import MAX_MIX, StyleEditor
 from studio.streaming import Finished, stream_call
 
@@ -129,7 +131,7 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
     try:
         def edit(callback) -> Image.Image:
             working = editor.edit(photo, mix, settings, callback=callback, prompt=prompt or "")
-            return carry_to_full_resolution(photo, working)
+            return carry_to_full_resolution(photo, working, render_for_mix(editor.library, mix))
 
         for event in stream_call(edit, name="atelier-edit"):
             if isinstance(event, Finished):

@@ -22,6 +22,7 @@ from PIL import Image
 
 from engine.core.errors import AtelierError, InputError
 from engine.library import StyleRecord
+from engine.rendering.render_choice import describe_settings
 from engine.services import style_ops
 from studio.context import StudioContext
 
@@ -67,6 +68,13 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
     return ["| PSNR on | with the style | base model | unedited photo |", "|---|---|---|---|", *lines]
 
 
+def render_line(record: StyleRecord) -> str:
+    """How the style's edits reach the photo's size, e.g. ``guided, radius 2, ε 0.001 (chosen from 1 held-out pair)``."""
+    if record.render is None:
+        return f"{describe_settings(record.render_settings)} (the default; no choice stored)"
+    return record.render.describe()
+
+
 def details_markdown(record: StyleRecord) -> str:
     """Everything the page shows about a style, as Markdown (text is escaped)."""
     escape = html.escape
@@ -75,6 +83,7 @@ def details_markdown(record: StyleRecord) -> str:
              f"**Model:** {escape(record.backbone)} · **Created:** {escape(record.created[:19].replace('T', ' '))} · "
              f"**Pairs:** {len(record.pairs)}", ""]
     parts += _metric_lines(record.metrics)
+    parts += ["", f"**Full-size render:** {escape(render_line(record))}"]
     settings = record.settings
     if settings:
         training = settings.get("training", {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.arguments import add_config_arguments, config_from_args
+from engine.cli.arguments import add_config_arguments, config_from_args, given_config_values
 from engine.cli.progress import ProgressBar
 from engine.core.errors import InputError
 from engine.core.imaging import SAVE_FORMATS, load_photo, output_format, save_image
@@ -15,6 +15,7 @@ from engine.models.backbones.registry import DTYPE_CHOICES, EMBEDDED, compute_dt
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution, check_render_size
+from engine.services.mix_render import render_for_mix
 from engine.services.style_edit import MAX_MIX, StyleEditor
 
 NAME = "edit"
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="OUT",
                         help=f"Where to write the result; the extension ({', '.join(SAVE_FORMATS)}) picks the format.")
     add_config_arguments(parser, SamplerSettings)
-    add_config_arguments(parser, RenderSettings)
+    # Unset render options take the (leading) style's stored choice; given ones win.
+    add_config_arguments(parser, RenderSettings, default_help="the style's stored choice, else {default}")
     edits = ", ".join(instruction for instruction in INSTRUCTIONS if instruction != GENERATE)
     parser.add_argument("--prompt", default="",
                         help=f"The edit to make; empty uses the model's default. The embedded model knows: {edits}.")
@@ -59,13 +61,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         raise InputError(f"{args.out} is a folder; give a file name such as {args.out / 'edited.png'}")
     settings = config_from_args(SamplerSettings, args)
-    render = config_from_args(RenderSettings, args)
+    given = given_config_values(RenderSettings, args)
+    render = RenderSettings(**given)  # checks the values now; the style's choice fills the rest below
     mix = style_mix(args.style, args.weight)
     photo = load_photo(args.input)
     check_render_size(photo.size, str(args.input))
     backbone = load_backbone(args.model, dtype=compute_dtype(args.dtype, styled=bool(mix)))
     if mix:
         with StyleLibrary.open(args.library) as library:
+            render = render_for_mix(library, mix, given)
             editor = StyleEditor(backbone, library)
             with ProgressBar("editing") as progress:
                 result = editor.edit(photo, mix, settings, callback=progress)

@@ -1,19 +1,22 @@
-"""``python -m engine styles list|show|export|import|delete``: browse and manage the style library."""
+"""``python -m engine styles list|show|set-render|export|import|delete``: browse and manage the style library."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from engine.cli.arguments import add_config_arguments, given_config_values
 from engine.cli.train import add_library_argument
 from engine.core.errors import InputError
-from engine.library import StyleLibrary
+from engine.library import StyleLibrary, StyleRecord
 from engine.models.backbones.registry import EMBEDDED, load_backbone
+from engine.rendering.full_resolution import RenderSettings
 from engine.services import style_ops
 
 NAME = "styles"
-SUMMARY = "List, show, export, import or delete styles in the library."
+SUMMARY = "List, show, set the full-size render of, export, import or delete styles in the library."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("search", nargs="?", default="", help="Case-insensitive text to look for in names, descriptions and triggers.")
     show = actions.add_parser("show", help="Show one style: description, trigger, pairs, settings and metrics.")
     show.add_argument("name")
+    set_render = actions.add_parser("set-render", help="Set how a style's edits reach the photo's size (overrides the choice "
+                                                       "made at training); options not given keep their current value.")
+    set_render.add_argument("name")
+    add_config_arguments(set_render, RenderSettings, default_help="unchanged")
     export = actions.add_parser("export", help="Export a style as a zip (pairs, weights, metadata), or as a standard LoRA file.")
     export.add_argument("name")
     export.add_argument("--out", required=True, type=Path,
@@ -39,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     delete = actions.add_parser("delete", help="Delete a style: its expert, pairs and files; other styles are untouched.")
     delete.add_argument("name")
     delete.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone the style was trained on.")
-    for action in (listing, show, export, imported, delete):
+    for action in (listing, show, set_render, export, imported, delete):
         add_library_argument(action)
 
 
@@ -56,7 +63,14 @@ def run(args: argparse.Namespace) -> int:
             record = library.get_style(args.name)
             print(json.dumps({"name": record.name, "description": record.description, "trigger": record.trigger,
                               "created": record.created, "backbone": record.backbone, "pairs": len(record.pairs),
-                              "metrics": record.metrics, "settings": record.settings}, indent=2))
+                              "metrics": record.metrics, "settings": record.settings,
+                              "render": render_summary(record)}, indent=2))
+        elif args.action == "set-render":
+            given = given_config_values(RenderSettings, args)
+            if not given:
+                raise InputError("give at least one of --render, --guided-radius, --guided-epsilon")
+            record = library.set_render(args.name, replace(library.get_style(args.name).render_settings, **given))
+            print(f"{record.name}: full-size render {record.render.describe()}")
         elif args.action == "export" and args.out.suffix.lower() == ".safetensors":
             report = style_ops.export_lora(library, args.name, load_backbone(args.model), args.out)
             exactness = "copied as imported" if report is None else "exact" if report.exact else f"relative error {report.error:.4f}"
@@ -82,4 +96,15 @@ def run(args: argparse.Namespace) -> int:
             style_ops.delete_style(library, args.name, load_backbone(args.model))
             print(f"deleted {args.name}")
     return 0
+
+
+def render_summary(record: StyleRecord) -> dict:
+    """The style's render settings for ``styles show``: the fields, where they came from, and the
+    mean PSNR (dB) of each candidate measured, keyed like ``guided r2 eps0.001``."""
+    settings = record.render_settings
+    summary = {**asdict(settings), "origin": "defaults (no choice stored)" if record.render is None else record.render.origin()}
+    if record.render is not None and record.render.scores:
+        summary["psnr_by_candidate"] = {f"{item.render} r{item.guided_radius} eps{item.guided_epsilon:g}": score
+                                        for item, score in record.render.scores}
+    return summary
 

@@ -27,6 +27,7 @@ from engine.library.records import ADAPTER_KINDS, SPLITS, AdapterSource, NewStyl
 from engine.library.schema import now
 from engine.library.storage import CHUNK_BYTES, sha256_of
 from engine.library.store import StyleLibrary
+from engine.rendering.render_choice import RenderChoice
 
 FORMAT = "atelier-style"
 FORMAT_VERSION = 1
@@ -112,6 +113,7 @@ def style_from_zip(manifest: dict[str, Any], folder: Path, name: str | None = No
         name=manifest["name"] if name is None else name, description=manifest["description"], trigger=manifest["trigger"],
         pairs=[(folder / pair["before"], folder / pair["after"], pair["split"]) for pair in manifest["pairs"]],
         expert_key=manifest["adapter"]["expert_key"], metrics=manifest["metrics"], thumbnail=thumbnail,
+        render=None if manifest.get("render") is None else RenderChoice.from_json(manifest["render"]),
     )
     adapter = AdapterSource(folder / WEIGHTS, manifest["adapter"]["kind"], manifest["backbone"], manifest["adapter"]["metadata"])
     return style, adapter
@@ -132,7 +134,7 @@ def _manifest(record: StyleRecord, weights_sha256: str, expert_key: str | None, 
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "exported": now(),
         "name": record.name, "description": record.description, "trigger": record.trigger, "backbone": record.backbone,
-        "metrics": record.metrics, "settings": record.settings,
+        "metrics": record.metrics, "settings": record.settings, "render": None if record.render is None else record.render.to_json(),
         "adapter": {"kind": record.adapter.kind, "file": WEIGHTS, "sha256": weights_sha256, "expert_key": expert_key, "metadata": metadata},
         "thumbnail": None if record.thumbnail is None else THUMBNAIL,
         "pairs": [

@@ -13,6 +13,7 @@ from engine.core.errors import InputError
 from engine.library.names import name_key
 from engine.library.records import AdapterRecord, PairRecord, StyleRecord
 from engine.library.runs import run_record
+from engine.rendering.render_choice import RenderChoice
 
 
 def style_records(db: sqlite_utils.Database, root: Path, where: str = "1", arguments: list[Any] | dict[str, Any] | None = None) -> list[StyleRecord]:
@@ -40,6 +41,7 @@ def style_records(db: sqlite_utils.Database, root: Path, where: str = "1", argum
             backbone=row["backbone"], expert_key=row["expert_key"], metrics=json.loads(row["metrics"]), folder=root / row["folder"],
             thumbnail=None if row["thumbnail"] is None else root / row["thumbnail"], pairs=tuple(pairs.get(row["id"], ())),
             adapter=adapters[row["adapter_id"]], run=runs.get(row["run_id"]),
+            render=None if row.get("render") is None else RenderChoice.from_json(json.loads(row["render"])),
         )
         for row in styles
     ]

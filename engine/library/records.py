@@ -13,6 +13,8 @@ from PIL import Image
 from engine.core.errors import InputError
 from engine.library.names import name_key, validate_style_name
 from engine.library.runs import RunRecord, to_json
+from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.render_choice import RenderChoice
 
 ADAPTER_KINDS = ("moe", "lora", "subject")
 SPLITS = ("train", "holdout")
@@ -27,6 +29,7 @@ class NewStyle:
     ``pairs`` are ``(before_path, after_path, split)`` with split ``'train'`` or ``'holdout'``;
     the photos are copied into the library. ``expert_key`` names the style's expert inside the
     adapter file (None for an adapter that holds one style only). ``thumbnail`` is saved as PNG.
+    ``render`` is how its edits reach the photo's size (None: the :class:`RenderSettings` defaults).
     """
 
     name: str
@@ -36,6 +39,7 @@ class NewStyle:
     expert_key: str | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     thumbnail: Image.Image | None = None
+    render: RenderChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ class AdapterRecord:
 @dataclass(frozen=True)
 class StyleRecord:
     """A published style with everything the studio shows about it. ``run`` is the training run
-    that made it (its ``settings``), when one was given at publishing."""
+    that made it (its ``settings``), when one was given at publishing; ``render`` its stored
+    render choice (None: the defaults, see :attr:`render_settings`)."""
 
     id: int
     name: str
@@ -93,6 +98,12 @@ class StyleRecord:
     pairs: tuple[PairRecord, ...]
     adapter: AdapterRecord
     run: RunRecord | None
+    render: RenderChoice | None = None
+
+    @property
+    def render_settings(self) -> RenderSettings:
+        """How this style's edits reach the photo's size: its stored choice, else the defaults."""
+        return RenderSettings() if self.render is None else self.render.settings
 
     @property
     def settings(self) -> dict[str, Any] | None:
@@ -120,6 +131,8 @@ def check_new_styles(styles: Sequence[NewStyle]) -> list[NewStyle]:
         to_json(style.metrics, f"metrics of style {style.name!r}")
         if style.thumbnail is not None and not isinstance(style.thumbnail, Image.Image):
             raise InputError(f"style {style.name!r}: the thumbnail must be a Pillow image or None")
+        if style.render is not None and not isinstance(style.render, RenderChoice):
+            raise InputError(f"style {style.name!r}: the render choice must be a RenderChoice or None")
         for pair in style.pairs:
             check_pair(style.name, pair)
     return styles

@@ -98,7 +98,13 @@ def _version_1(db: sqlite_utils.Database) -> None:
     _execute_script(db, VERSION_1)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_version_1]
+def _version_2(db: sqlite_utils.Database) -> None:
+    # The style's full-size render choice (engine.rendering.render_choice.RenderChoice as JSON);
+    # NULL, as every style from before has, renders with the RenderSettings defaults.
+    db.execute("ALTER TABLE styles ADD COLUMN render TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_version_1, _version_2]
 LATEST_VERSION = len(MIGRATIONS)
 
 

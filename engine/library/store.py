@@ -52,7 +52,8 @@ from engine.library.storage import (
     mark_pending,
     settle,
 )
-from engine.library.writing import insert_adapter, insert_style, stage_adapter, stage_style
+from engine.library.writing import insert_adapter, insert_style, stage_adapter, stage_style, update_render
+from engine.rendering.full_resolution import RenderSettings
 
 # How a taken name is refused unless the caller words it otherwise (see StyleLibrary.check_name_free).
 TAKEN_MESSAGE = "the style library {library} already has a style named {taken!r}; choose another name or delete that style"
@@ -285,6 +286,13 @@ class StyleLibrary:
                 row = style_row(db, name, self.root)
                 if changes:
                     db["styles"].update(row["id"], changes)
+        return self.get_style(name)
+
+    def set_render(self, name: str, settings: RenderSettings) -> StyleRecord:
+        """Set by hand how a style's edits reach the photo's size (the last measurement is kept)."""
+        with self._lock.exclusive():
+            with self._database.write() as db:
+                update_render(db, style_row(db, name, self.root), settings)
         return self.get_style(name)
 
     # Runs -------------------------------------------------------------------------------------

@@ -17,11 +17,14 @@ from typing import Any
 import sqlite_utils
 from PIL import Image
 
+from engine.core.errors import InputError
 from engine.library.names import name_key
 from engine.library.records import AdapterSource, NewStyle
 from engine.library.schema import now
 from engine.library.storage import (ADAPTER_FILE, ADAPTER_FILES, PAIRS_FOLDER, STYLE_FILES, THUMBNAIL_FILE, Staging,
                                     copy_with_sha256, fsync_folder)
+from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.render_choice import RenderChoice
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,20 @@ def insert_style(db: sqlite_utils.Database, staged: StagedStyle, adapter_id: int
         "name": style.name, "name_key": name_key(style.name), "description": style.description, "trigger": style.trigger,
         "created": now(), "backbone": backbone, "adapter_id": adapter_id, "expert_key": style.expert_key,
         "folder": staged.folder, "thumbnail": staged.thumbnail, "metrics": json.dumps(dict(style.metrics), sort_keys=True),
-        "run_id": run_id,
+        "run_id": run_id, "render": None if style.render is None else json.dumps(style.render.to_json(), sort_keys=True),
     }).last_pk)
     db["pairs"].insert_all({"style_id": style_id, **pair} for pair in staged.pairs)
     return style_id
+
+
+def update_render(db: sqlite_utils.Database, row: dict[str, Any], settings: RenderSettings) -> None:
+    """Store ``settings`` as set by hand in a ``styles`` row, keeping its last measurement (inside
+    the caller's transaction)."""
+    if not isinstance(settings, RenderSettings):
+        raise InputError(f"render settings must be RenderSettings, not {type(settings).__name__}")
+    old = None if row["render"] is None else RenderChoice.from_json(json.loads(row["render"]))
+    choice = (old or RenderChoice(settings)).by_hand(settings)
+    db["styles"].update(row["id"], {"render": json.dumps(choice.to_json(), sort_keys=True)})
 
 
 def _write_png(image: Image.Image, path: Path) -> None:

@@ -5,6 +5,9 @@ train`` and the studio's Train button.
 * A later style gets its own expert and router entry, trained with everything else frozen, so
   the styles already there edit exactly as before (their held-out PSNR moves by 0 dB).
 * With four or more pairs the last one is held out for previews and metrics.
+* The style's full-size render settings are chosen on its pairs at their own resolution
+  (:func:`engine.rendering.render_choice.choose_render`, held-out pairs when there are any),
+  reusing the edits the metrics make, and stored with the style.
 * Checkpoints go to ``<library>/checkpoints/<slug>``; running again with the same name and
   ``resume=True`` continues an interrupted run. A cancelled or failed run leaves the library as
   it was (nothing is published until the end).
@@ -26,9 +29,11 @@ from engine.adapters.moe.config import MoELoraConfig
 from engine.core.configuration import to_dict
 from engine.core.files import write_text_atomic
 from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, slug
+from engine.metrics.image_quality import psnr
 from engine.models.backbones.base import Backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.render_choice import RenderChoice, choose_render
 from engine.training.loop import ProgressCallback
 from engine.training.pairs import Pair, read_pairs
 from engine.training.style_data import prepare_style
@@ -106,14 +111,14 @@ def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest
         if history["stopped_at"] is not None:
             library.finish_run(run_id, "cancelled", {"stopped_at": history["stopped_at"]})
             return None
-        metrics = _measure(backbone, adapter, key, training_pairs, holdout)
+        metrics, render = _measure(backbone, adapter, key, training_pairs, holdout)
         metrics["final_loss"] = round(sum(history["losses"][-10:]) / max(1, len(history["losses"][-10:])), 5)
         adapter.route({key: 1.0})
         thumbnail = edit_photo(backbone, preview_pair.before, SamplerSettings())
         new_style = NewStyle(request.name, request.description, request.trigger,
                              [(pair.before_path, pair.after_path, "train") for pair in training_pairs]
                              + [(pair.before_path, pair.after_path, "holdout") for pair in holdout],
-                             expert_key=key, metrics=metrics, thumbnail=thumbnail)
+                             expert_key=key, metrics=metrics, thumbnail=thumbnail, render=render)
         with tempfile.TemporaryDirectory(prefix="atelier-adapter-") as folder:
             path = Path(folder) / "adapter.safetensors"
             adapter.clear_routing()
@@ -134,18 +139,28 @@ def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest
         adapter.remove()
 
 
-def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pairs: list[Pair], holdout: list[Pair]) -> dict:
-    """PSNR/SSIM with the style, and of the unadapted base, on training and held-out pairs."""
+def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pairs: list[Pair],
+             holdout: list[Pair]) -> tuple[dict, RenderChoice]:
+    """PSNR/SSIM with the style, and of the unadapted base, on training and held-out pairs; and
+    the render choice, made from the same styled edits (each pair is edited once)."""
     metrics = {}
+    edits: dict[int, Image.Image] = {}  # id(before) -> the styled working-size edit
+
+    def styled_edit(photo: Image.Image) -> Image.Image:
+        edits[id(photo)] = result = edit_photo(backbone, photo, SamplerSettings())
+        return result
+
     for label, pairs in (("train", training_pairs), ("holdout", holdout)):
         if not pairs:
             continue
         images = [(pair.before, pair.after) for pair in pairs]
         adapter.route({key: 1.0})
         with adapter.folded({key: 1.0}):
-            styled = evaluate_on_pairs(backbone, images)
+            styled = evaluate_on_pairs(backbone, images, edit=styled_edit)
         adapter.clear_routing()
         base = evaluate_on_pairs(backbone, images)
         metrics[label] = {"psnr": styled["psnr"], "ssim": styled["ssim"], "base_psnr": base["psnr"],
                           "identity_psnr": styled["identity_psnr"], "identity_ssim": styled["identity_ssim"]}
-    return metrics
+    render = choose_render(lambda photo: edits[id(photo)], [(pair.before, pair.after) for pair in training_pairs],
+                           [(pair.before, pair.after) for pair in holdout], score=psnr)
+    return metrics, render
