@@ -88,8 +88,10 @@ def build_train_tab(context: StudioContext, jobs: TrainingJobs | None = None) ->
             with gr.Row(equal_height=False):
                 pairs_status = gr.Markdown(summary(PairUploads()), elem_id="train-pairs-status")
                 remove = gr.Button("Remove pair", size="sm", variant="secondary", scale=0, min_width=130, elem_id="train-remove")
-            name = gr.Textbox(label="Style name", placeholder="e.g. ink wash", max_length=MAX_NAME_LENGTH,
-                              info="Letters, digits, spaces, - or _; must differ from the styles in your library.", elem_id="train-name")
+            # No max_length: the browser would cut a pasted name silently; Train refuses a long one with the engine's message.
+            name = gr.Textbox(label="Style name", placeholder="e.g. ink wash",
+                              info=f"Up to {MAX_NAME_LENGTH} letters, digits, spaces, - or _; must differ from the styles in your library.",
+                              elem_id="train-name")
             description = gr.Textbox(label="Description", placeholder="What the style does, for the library", lines=2,
                                      max_length=MAX_DESCRIPTION_LENGTH, elem_id="train-description")
             trigger = gr.Textbox(label="Trigger phrase", placeholder="e.g. in ink wash style", max_length=MAX_TRIGGER_LENGTH,

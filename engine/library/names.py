@@ -31,7 +31,8 @@ def validate_style_name(name: object) -> str:
     if not name:
         raise InputError(f"style name is empty; give a name of 1 to {MAX_NAME_LENGTH} characters ({ALLOWED})")
     if len(name) > MAX_NAME_LENGTH:
-        raise InputError(f"style name {name[:20]!r}... is {len(name)} characters long; shorten it to at most {MAX_NAME_LENGTH}")
+        raise InputError(f"style name {name[:20]!r}... is {len(name)} characters; names may have at most {MAX_NAME_LENGTH}, "
+                         "so shorten it")
     if name.startswith("."):
         raise InputError(f"style name {name!r} starts with '.'; start it with a letter or digit")
     if name[0].isspace():

@@ -16,7 +16,7 @@ INVALID = [
     ("a/b", "style name 'a/b' contains '/'; use letters, digits, spaces, - or _"),
     ("a\\b", "contains '\\\\'"),
     ("", "style name is empty"),
-    ("x" * 65, "is 65 characters long; shorten it to at most 64"),
+    ("x" * 65, "is 65 characters; names may have at most 64, so shorten it"),
     (".hidden", "starts with '.'"),
     (" lead", "starts with a space"),
     ("trail ", "ends with a space"),

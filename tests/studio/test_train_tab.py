@@ -347,3 +347,17 @@ def test_an_interrupted_run_can_be_discarded(context, tmp_path: Path, monkeypatc
         discard_training(jobs, None)
     listed, box = discard_training(jobs, "cli-run")
     assert listed["choices"] == [] and box["visible"] is False and not run.exists()
+
+
+def test_a_too_long_name_is_refused_with_its_length_not_cut(context, tmp_path: Path) -> None:
+    page, jobs = build(context)
+    found = {block.elem_id: block for block in page.blocks.values() if getattr(block, "elem_id", None)}
+    assert found["train-name"].max_length is None  # a browser maxlength would cut a pasted name without a word
+    state = uploaded(context, *photos(tmp_path, count=2))
+    long_name = "ink wash " * 22 + "xx"
+    assert len(long_name) == 200
+    with pytest.raises(gr.Error, match=shown("is 200 characters; names may have at most 64")):
+        check_training(jobs, state, long_name, "", "", 4, *advanced_values())
+    with pytest.raises(gr.Error, match=shown("is 200 characters; names may have at most 64")):
+        start_training(jobs, context.output_folder, state, long_name, "", "", 4, *advanced_values())
+    assert jobs.state().status == "idle"
