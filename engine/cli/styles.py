@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from engine.cli.arguments import add_config_arguments, given_config_values
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "set-render":
             given = given_config_values(RenderSettings, args)
             if not given:
-                raise InputError("give at least one of --render, --guided-radius, --guided-epsilon")
+                flags = ", ".join("--" + field.name.replace("_", "-") for field in fields(RenderSettings))
+                raise InputError(f"give at least one of {flags}")
             record = library.set_render(args.name, replace(library.get_style(args.name).render_settings, **given))
             print(f"{record.name}: full-size render {record.render.describe()}")
         elif args.action == "export" and args.out.suffix.lower() == ".safetensors":

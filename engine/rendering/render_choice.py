@@ -16,7 +16,7 @@ renders with :class:`RenderSettings` defaults.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -30,7 +30,6 @@ from engine.rendering.full_resolution import MAX_RENDER_PIXELS, RenderSettings, 
 GUIDED_CANDIDATES: tuple[RenderSettings, ...] = (RenderSettings(), *(
     RenderSettings("guided", radius, epsilon) for radius in (1, 2, 4) for epsilon in (1e-4, 1e-3) if (radius, epsilon) != (2, 1e-3)))
 CHOSEN_BY = ("holdout", "train", "user")
-SETTINGS_FIELDS = ("render", "guided_radius", "guided_epsilon")
 
 
 @dataclass(frozen=True)
@@ -80,14 +79,20 @@ class RenderChoice:
 
 
 def settings_from_json(data: Any) -> RenderSettings:
-    """:class:`RenderSettings` from a mapping holding its three fields (extra keys are ignored)."""
-    return RenderSettings(str(data["render"]), int(data["guided_radius"]), float(data["guided_epsilon"]))
+    """:class:`RenderSettings` from a mapping of its fields: ``render`` is required, a field it
+    lacks (one added after the choice was stored) takes its default, other keys are ignored."""
+    values = {"render": str(data["render"])}
+    for field in fields(RenderSettings):
+        if field.name in data and field.name != "render":
+            values[field.name] = type(field.default)(data[field.name])
+    return RenderSettings(**values)
 
 
 def describe_settings(settings: RenderSettings) -> str:
     if settings.render == "resize":
         return "resize (bicubic upscaling)"
-    return f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}"
+    detail = "" if settings.guided_detail == RenderSettings().guided_detail else f", detail {settings.guided_detail:g}"
+    return f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}{detail}"
 
 
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -4,6 +4,7 @@ overrides it, and ``edit --style`` uses it unless --render options are given."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +51,12 @@ def written(path: Path) -> np.ndarray:
 def test_set_render_and_show(library: Path, capsys) -> None:
     assert run("styles", "show", "ink", "--library", library) == 0
     shown = json.loads(capsys.readouterr().out)["render"]
-    assert shown == {"render": "guided", "guided_radius": 2, "guided_epsilon": 0.001, "origin": "defaults (no choice stored)"}
+    assert shown == {**asdict(RenderSettings()), "origin": "defaults (no choice stored)"}
     assert run("styles", "set-render", "ink", "--guided-radius", 4, "--guided-epsilon", "1e-4", "--library", library) == 0
     assert capsys.readouterr().out.strip() == "ink: full-size render guided, radius 4, ε 0.0001 (set by hand)"
     assert run("styles", "show", "ink", "--library", library) == 0
     shown = json.loads(capsys.readouterr().out)["render"]
-    assert shown == {"render": "guided", "guided_radius": 4, "guided_epsilon": 0.0001, "origin": "set by hand"}
+    assert shown == {**asdict(STORED), "origin": "set by hand"}
     assert run("styles", "set-render", "ink", "--render", "resize", "--library", library) == 0  # the rest is kept
     with StyleLibrary.open(library) as opened:
         assert opened.get_style("ink").render_settings == RenderSettings("resize", 4, 1e-4)

@@ -89,7 +89,12 @@ def test_a_choice_round_trips_through_json_and_describes_itself():
     assert RenderChoice(RenderSettings("guided", 4, 1e-4), "train", 3).describe() == "guided, radius 4, ε 0.0001 (chosen from 3 training pairs)"
 
 
-@pytest.mark.parametrize("data", [None, [], {"render": "guided"}, {"render": "blur", "guided_radius": 2, "guided_epsilon": 0.001},
+def test_a_stored_choice_without_a_newer_field_reads_with_its_default():
+    assert RenderChoice.from_json({"render": "guided", "guided_radius": 4, "guided_epsilon": 1e-4}).settings == \
+        RenderSettings("guided", 4, 1e-4)
+
+
+@pytest.mark.parametrize("data", [None, [], {"guided_radius": 2}, {"render": "guided", "guided_radius": "wide"}, {"render": "blur", "guided_radius": 2, "guided_epsilon": 0.001},
                                   {"render": "guided", "guided_radius": 2, "guided_epsilon": 0.001, "chosen_by": "magic"}])
 def test_a_malformed_stored_choice_is_refused(data):
     with pytest.raises(InputError):
