@@ -25,6 +25,16 @@ class TrainingProgress:
 
 
 ProgressCallback = Callable[[TrainingProgress], None]
+PREVIEWS_PER_RUN = 5  # a run shorter than this many times sample_every samples about this many previews
+
+
+def preview_every(sample_every: int, steps: int) -> int:
+    """Steps between previews in a run of ``steps``: ``sample_every`` at most, and
+    ``steps // PREVIEWS_PER_RUN`` (at least 1) when that is fewer, so any run of 5 or more steps
+    shows about 5 previews; 0 (no previews) when ``sample_every`` is 0."""
+    if sample_every <= 0:
+        return 0
+    return min(sample_every, max(1, steps // PREVIEWS_PER_RUN))
 
 
 def run_steps(step: Callable[[int], float], *, start: int, steps: int, checkpoint_every: int,

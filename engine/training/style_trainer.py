@@ -32,7 +32,7 @@ from engine.core.configuration import option, require
 from engine.models.backbones.base import Backbone
 from engine.training.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.discriminator import PatchDiscriminator, discriminator_loss, generator_loss
-from engine.training.loop import ProgressCallback, run_steps
+from engine.training.loop import ProgressCallback, preview_every, run_steps
 from engine.training.schedules import TIMESTEP_DISTRIBUTIONS, sample_timesteps, warmup_cosine
 from engine.training.style_data import StyleData, sample_batch
 
@@ -55,7 +55,8 @@ class StyleTrainingConfig:
     discriminator_learning_rate: float = option(2e-4, "AdamW learning rate of the discriminator.")
     crop_margin: float = option(1.15, "Pairs are resized to this times the native side before cropping.")
     checkpoint_every: int = option(100, "Steps between resumable checkpoints (0: none).")
-    sample_every: int = option(50, "Steps between preview samples sent to the callback (0: none).")
+    sample_every: int = option(50, "Most steps between preview samples sent to the callback; a shorter run samples every "
+                                   "steps // 5 steps (at least every step), so it shows about 5 (0: none).")
     seed: int = option(0, "Seed of the batches and noise.")
 
     def __post_init__(self) -> None:
@@ -66,6 +67,12 @@ class StyleTrainingConfig:
         require(self.timestep_shift > 0, "timestep_shift must be positive (1 leaves t unchanged)")
         require(self.adversarial_weight >= 0, "adversarial_weight must be non-negative")
         require(self.crop_margin >= 1.0, "crop_margin must be at least 1")
+        require(self.sample_every >= 0, "sample_every must not be negative (0: no previews)")
+
+    @property
+    def preview_every(self) -> int:
+        """Steps between the previews this run makes (:func:`engine.training.loop.preview_every`)."""
+        return preview_every(self.sample_every, self.steps)
 
 
 def learning_rate_at(config: StyleTrainingConfig, step: int) -> float:
@@ -178,7 +185,7 @@ class StyleTrainer:
               preview: Callable[[], object] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
         """Run (or resume from ``run_folder``) to ``config.steps``. Returns the loss history.
 
-        ``preview()`` makes a preview image every ``sample_every`` steps; ``should_stop()`` is
+        ``preview()`` makes a preview image every ``config.preview_every`` steps; ``should_stop()`` is
         polled each step (Cancel in the studio) and ends the run early without a new checkpoint
         (:func:`engine.training.loop.run_steps`).
         """
@@ -189,7 +196,7 @@ class StyleTrainer:
         history = run_steps(
             self.step, start=start, steps=self.config.steps, checkpoint_every=self.config.checkpoint_every,
             save=None if run_folder is None else lambda done: self.save(run_folder, done),
-            sample_every=self.config.sample_every, preview=preview, should_stop=should_stop,
+            sample_every=self.config.preview_every, preview=preview, should_stop=should_stop,
             callback=callback if self.accelerator.is_main_process else None,
         )
         self.adapter.clear_routing()

@@ -5,10 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_styles import tiny_setup
 
+from engine.core.configuration import help_of
+from engine.core.errors import ConfigError
 from engine.training.style_trainer import StyleTrainingConfig
 
 HERE = Path(__file__).resolve().parent
@@ -38,13 +41,38 @@ def test_training_lowers_the_loss_and_only_touches_adapter_weights():
 
 
 def test_callback_reports_steps_eta_and_previews():
-    config = StyleTrainingConfig(steps=4, batch_size=2, sample_every=2, checkpoint_every=0)
+    config = StyleTrainingConfig(steps=10, batch_size=2, sample_every=2, checkpoint_every=0)
     _, _, trainer = tiny_setup(config)
     seen = []
     trainer.train(callback=seen.append, preview=lambda: "preview")
-    assert [progress.step for progress in seen] == [1, 2, 3, 4]
-    assert [progress.preview for progress in seen] == [None, "preview", None, "preview"]
+    assert [progress.step for progress in seen] == list(range(1, 11))
+    assert [progress.step for progress in seen if progress.preview == "preview"] == [2, 4, 6, 8, 10]
     assert seen[-1].seconds_left == 0 and all(progress.loss > 0 for progress in seen)
+
+
+@pytest.mark.parametrize(("steps", "sample_every", "every"), [
+    (300, 50, 50), (1000, 50, 50), (250, 50, 50), (249, 50, 49), (50, 50, 10), (20, 50, 4), (5, 50, 1), (4, 50, 1), (1, 50, 1),
+    (50, 3, 3), (50, 0, 0), (3, 0, 0),
+])
+def test_previews_come_at_a_cadence_that_fits_the_run(steps, sample_every, every):
+    config = StyleTrainingConfig(steps=steps, sample_every=sample_every)
+    assert config.preview_every == every
+    if every:  # any run of 5 or more steps shows at least 5 previews; a shorter one, one every step
+        assert steps // every >= min(steps, 5)
+
+
+def test_a_50_step_run_sends_five_previews_and_sample_every_0_none():
+    seen = []
+    _, _, trainer = tiny_setup(StyleTrainingConfig(steps=50, batch_size=2, warmup_steps=1, checkpoint_every=0))
+    trainer.train(callback=seen.append, preview=lambda: "preview")
+    assert [progress.step for progress in seen if progress.preview is not None] == [10, 20, 30, 40, 50]
+    seen.clear()
+    _, _, trainer = tiny_setup(StyleTrainingConfig(steps=6, batch_size=2, warmup_steps=1, sample_every=0, checkpoint_every=0))
+    trainer.train(callback=seen.append, preview=lambda: "preview")
+    assert len(seen) == 6 and all(progress.preview is None for progress in seen)
+    with pytest.raises(ConfigError, match="sample_every must not be negative"):
+        StyleTrainingConfig(sample_every=-1)
+    assert "steps // 5" in help_of(StyleTrainingConfig, "sample_every") and "0: none" in help_of(StyleTrainingConfig, "sample_every")
 
 
 def test_cancel_stops_early():
