@@ -18,6 +18,8 @@ from PIL import Image
 from engine.core.errors import AtelierError, InputError
 from engine.core.imaging import load_photo
 from engine.fusion import FusionConfig, plan_fusion, render_fusion
+from engine.fusion.fuse import sampling_runs
+from engine.fusion.render import stage_of
 from engine.fusion.sources import record_layers
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import check_render_size
@@ -92,6 +94,16 @@ def describe(result, method: str) -> str:
     return " · ".join(parts)
 
 
+def fusion_status(step: int, total: int, runs: int) -> str:
+    """The status of a fusion's combined ``step`` of ``total`` over ``runs`` sampling runs, counted
+    as the user set Steps: ``Measuring β: step 3 of 16…`` over the two beta samples, then
+    ``Fusing: step 2 of 8…``."""
+    index, within, per_run = stage_of(step, total, runs)
+    if index < runs - 1:
+        return f"Measuring β: step {step} of {(runs - 1) * per_run}…"
+    return f"Fusing: step {within} of {per_run}…"
+
+
 def _fuse_once(context: StudioContext, subject: str, style: str, config: FusionConfig, photo, settings, callback):
     backbone = context.workshop()
     subject_source = record_layers(context.library, context.library.get_style(subject), backbone)
@@ -109,6 +121,7 @@ def run_fusion(context: StudioContext, subject, style, mode, photo_path, method,
     except AtelierError as error:
         raise page_error(error, "Cannot fuse") from error
     yield gr.update(value=None, visible=True), gr.skip(), "Waiting for the model…"
+    runs = sampling_runs(config)  # _fuse_once makes a new plan, so beta is never measured already
 
     def work(callback):
         with context.workshop_lock:
@@ -119,7 +132,7 @@ def run_fusion(context: StudioContext, subject, style, mode, photo_path, method,
             if isinstance(event, Finished):
                 result = event.value
                 break
-            yield gr.update(value=event.preview), gr.skip(), f"Step {event.step} of {event.total}…"
+            yield gr.update(value=event.preview), gr.skip(), fusion_status(event.step, event.total, runs)
     except AtelierError as error:
         yield gr.update(visible=False), gr.skip(), "The last fusion failed."
         raise page_error(error, "Fusion failed") from error

@@ -21,6 +21,8 @@ from engine.models.backbones.base import Backbone
 from engine.models.editing import PreviewCallback
 from engine.models.sampling.sampler import SamplerSettings
 
+BETA_RUNS = 2  # sampling runs beta is measured from: the subject-only and the style-only sample
+
 
 @dataclass(frozen=True)
 class BetaMeasurement:
@@ -41,7 +43,7 @@ def measure_beta(backbone: Backbone, plan: FusionPlan, settings: SamplerSettings
     them as its stages ``first_stage`` and ``first_stage + 1`` (part of a longer sequence).
     """
     if progress is None:
-        progress, first_stage = StagedProgress(callback, 2), 0
+        progress, first_stage = StagedProgress(callback, BETA_RUNS), 0
     samples = []
     for offset, side in enumerate(("subject", "style")):
         with applied_fusion(backbone, plan.reference(side)):

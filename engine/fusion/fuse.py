@@ -4,7 +4,8 @@
 callback=...)`` checks the pair, measures beta when EST needs it (two extra sampling runs), then
 renders with the fusion applied and returns the image; the backbone is left as it was. With a
 photo it edits (:func:`engine.models.editing.edit_photo`); without one it generates (``size``, default the
-model's native square). ``callback(step, total, preview)`` sees all runs as one sequence.
+model's native square). ``callback(step, total, preview)`` sees all runs as one sequence
+(:func:`sampling_runs` says how many there are; :func:`engine.fusion.render.stage_of` which one a step is in).
 
 For many images of one pair, make the plan once (:func:`engine.fusion.plan.plan_fusion`) and call
 :func:`render_fusion`, which also reports beta, gamma and the per-step switch.
@@ -22,7 +23,7 @@ from PIL import Image
 from engine.adapters.lora.files import LoraLayer
 from engine.fusion.applied import FusionStep, applied_fusion
 from engine.fusion.config import FusionConfig
-from engine.fusion.discrepancy import BetaMeasurement, measure_beta
+from engine.fusion.discrepancy import BETA_RUNS, BetaMeasurement, measure_beta
 from engine.fusion.embedding import ImageEmbedding, load_embedding
 from engine.fusion.plan import FusionPlan, plan_fusion
 from engine.fusion.render import StagedProgress, generation_size, render
@@ -77,7 +78,7 @@ def render_fusion(backbone: Backbone, plan: FusionPlan, settings: SamplerSetting
         beta_settings = dataclasses.replace(settings, seed=config.beta_seed)
         key = beta_key(prompt, photo, size, beta_settings, config.dino_folder if embedding is None else embedding)
         measurement = plan.beta_cache.get(key)
-    progress = StagedProgress(callback, 3 if config.measures_beta and measurement is None else 1)
+    progress = StagedProgress(callback, sampling_runs(config, beta_known=measurement is not None))
     if config.measures_beta:
         if measurement is None:
             embedding = embedding or load_embedding(config.dino_folder)
@@ -89,6 +90,13 @@ def render_fusion(backbone: Backbone, plan: FusionPlan, settings: SamplerSetting
     if photo is not None:
         image = carry_to_full_resolution(photo, image, render_settings)
     return FusionResult(image, beta, plan.gamma, fusion.steps, measurement)
+
+
+def sampling_runs(config: FusionConfig, beta_known: bool = False) -> int:
+    """How many sampling runs :func:`render_fusion` reports through its callback, in order: the
+    subject-only and style-only samples beta is measured between (EST without a given beta, unless
+    ``beta_known``: measured before for this prompt and photo), then the fusion itself."""
+    return BETA_RUNS + 1 if config.measures_beta and not beta_known else 1
 
 
 def beta_key(prompt: str, photo: Image.Image | None, size: tuple[int, int] | None, settings: SamplerSettings,

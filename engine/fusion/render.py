@@ -43,7 +43,8 @@ class StagedProgress:
     so a progress bar created at the first step (with the total it is given) runs once to the end.
 
     ``stage(index)`` is the callback of run ``index``: its step ``s`` of ``n`` is reported as
-    ``index * n + s`` of ``stages * n``.
+    ``index * n + s`` of ``stages * n``; :func:`stage_of` undoes that for a caller that knows
+    ``stages`` (e.g. from :func:`engine.fusion.fuse.sampling_runs`) and wants to name the run.
     """
 
     def __init__(self, callback: PreviewCallback | None, stages: int) -> None:
@@ -57,3 +58,12 @@ class StagedProgress:
             self.callback(index * total + step, self.stages * total, preview)
 
         return report
+
+
+def stage_of(step: int, total: int, stages: int) -> tuple[int, int, int]:
+    """Which run a combined ``step`` of ``total`` (as :class:`StagedProgress` reports ``stages``
+    runs) belongs to: ``(run index from 0, step within that run, steps per run)``."""
+    stages = max(1, stages)
+    per_run = max(1, total // stages)
+    index = min(max(step - 1, 0) // per_run, stages - 1)
+    return index, step - index * per_run, per_run

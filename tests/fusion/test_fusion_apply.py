@@ -14,7 +14,8 @@ from PIL import Image
 from engine.adapters.lora.patch import applied_lora
 from engine.core.imaging import resize_to
 from engine.fusion import FusionConfig, applied_fusion, plan_fusion, render_fusion
-from engine.fusion.render import render
+from engine.fusion.fuse import sampling_runs
+from engine.fusion.render import render, stage_of
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings, StepStart, sample, sigmas_for
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
@@ -150,6 +151,21 @@ def test_render_fusion_measures_beta_once_and_reports_every_run(backbone, loras,
     assert again.beta == result.beta and again.beta_samples is result.beta_samples
     other_photo = render_fusion(backbone, plan, SamplerSettings(steps=4, seed=2), photo=photo.rotate(90))
     assert other_photo.beta_samples is not result.beta_samples
+
+
+def test_the_callback_can_tell_which_sampling_run_a_step_is_in(backbone, loras, photo):
+    # The CLI's bar sees one sequence (12 steps for Steps 4); stage_of names the run and its own step.
+    config = FusionConfig(method="est", beta_seed=7)
+    assert sampling_runs(config) == 3 and sampling_runs(config, beta_known=True) == 1
+    assert sampling_runs(FusionConfig(method="est", beta=0.5)) == sampling_runs(FusionConfig(method="merge")) == 1
+    plan = plan_fusion(backbone, *loras, config)
+    calls = []
+    render_fusion(backbone, plan, SamplerSettings(steps=4, seed=1), photo=photo,
+                  callback=lambda step, total, preview: calls.append((step, total)))
+    assert calls == [(step, 12) for step in range(1, 13)]
+    staged = [stage_of(step, total, sampling_runs(config)) for step, total in calls]
+    assert staged == [(run, step, 4) for run in range(3) for step in range(1, 5)]
+    assert [stage_of(step, 4, 1) for step in range(1, 5)] == [(0, step, 4) for step in range(1, 5)]
 
 
 def test_scales_do_not_move_the_switch(backbone, loras):

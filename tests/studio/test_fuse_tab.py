@@ -13,6 +13,7 @@ from PIL import Image
 from engine.services import style_ops
 from studio import fuse_run
 from studio.app import build_studio
+from studio.streaming import Finished, Progress
 from tests.adapters.moe.moe_fixtures import base_backbone
 from tests.services.test_style_ops import peft_lora
 from tests.studio.studio_fixtures import styled_context
@@ -42,6 +43,30 @@ def test_a_fusion_streams_previews_and_leaves_the_workshop_model_as_it_was(conte
     assert isinstance(result["value"], Image.Image) and "β" in status and "layers on the subject" in status
     for name, tensor in workshop.transformer.state_dict().items():
         assert np.array_equal(tensor.numpy(), before[name].numpy()), name
+
+
+def test_the_status_counts_steps_as_the_user_set_them(context, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Steps 8 with EST: two beta samples (16 steps) then the fusion (8), not "step 2 of 24".
+    assert [fuse_run.fusion_status(step, 24, 3) for step in (1, 3, 16, 17, 18, 24)] == [
+        "Measuring β: step 1 of 16…", "Measuring β: step 3 of 16…", "Measuring β: step 16 of 16…",
+        "Fusing: step 1 of 8…", "Fusing: step 2 of 8…", "Fusing: step 8 of 8…"]
+    assert fuse_run.fusion_status(5, 8, 1) == "Fusing: step 5 of 8…"
+    # Every progress event reaches the page (none skipped), so each status can be checked in order.
+    monkeypatch.setattr(fuse_run, "stream_call", lambda work, name: iter_events(work))
+    steps = SLIDERS[:-2] + (8, False)
+    statuses = [update[2] for update in fuse_run.run_fusion(context, "cat", "ink", fuse_run.GENERATE, None, "est", *steps)]
+    assert statuses[1:-1] == [f"Measuring β: step {step} of 16…" for step in range(1, 17)] + [
+        f"Fusing: step {step} of 8…" for step in range(1, 9)]
+    statuses = [update[2] for update in fuse_run.run_fusion(context, "cat", "ink", fuse_run.GENERATE, None, "merge", *steps)]
+    assert statuses[1:-1] == [f"Fusing: step {step} of 8…" for step in range(1, 9)]
+
+
+def iter_events(work):
+    """:func:`studio.streaming.stream_call` in this thread, keeping every progress event."""
+    events = []
+    result = work(lambda step, total, preview: events.append(Progress(step, total, preview)))
+    yield from events
+    yield Finished(result)
 
 
 def test_compare_renders_three_methods_with_one_seed(context) -> None:
