@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,24 @@ def poll_training(jobs: TrainingJobs, seen: dict | None, version: float | None) 
 
 
 def attach(jobs: TrainingJobs) -> tuple[Any, ...]:
-    """The :data:`VIEW` for a page that just loaded: the job running now (polled from here on)
-    or the outcome of the last one (announced already, in the page that watched it)."""
-    return show_state(jobs, jobs.state(), {}, fresh=True, announce=False)
+    """The :data:`VIEW` for a page that just loaded: the job running now (polled from here on);
+    or, when the last job has ended, an empty page whose status names that run as an earlier one
+    (its outcome was announced already, in the page that watched it)."""
+    state = jobs.state()
+    if not state.ended:
+        return show_state(jobs, state, {}, fresh=True, announce=False)
+    runs = jobs.resumable()
+    can_resume = state.key in {run.key for run in runs}
+    seen = {"job": state.job, "ended": True, "preview_step": state.preview_step, "losses": len(state.losses)}
+    return (seen, earlier_run_text(state, can_resume), "", None, gr.update(value=None, label="Preview"),
+            gr.update(value="", visible=False), gr.Timer(active=False), *resumable_update(runs))
+
+
+def earlier_run_text(state: JobState, can_resume: bool = False) -> str:
+    """The status of a page opened after the last run ended: what to do now, then that run's outcome,
+    marked as earlier (``Last run (ended 12:03): ...``)."""
+    when = f" (ended {time.strftime('%H:%M', time.localtime(state.ended_at))})" if state.ended_at is not None else ""
+    return f"{IDLE}\n\n*Last run{when}:* {status_text(state, can_resume)}"
 
 
 def show_state(jobs: TrainingJobs, state: JobState, seen: dict, fresh: bool = False, announce: bool = True) -> tuple[Any, ...]:

@@ -83,6 +83,7 @@ class JobState:
     first_step: int = 0
     seconds_left: float | None = None
     seconds: float = 0.0  # since the job started, or its whole length once it ended
+    ended_at: float | None = None  # when the job ended (time.time()), for a page that opens later
     losses: tuple[tuple[int, float], ...] = ()
     preview: Image.Image | None = None
     preview_step: int | None = None
@@ -299,7 +300,8 @@ class TrainingJobs:
         if status != "finished" and folder.is_dir() and _nothing_to_resume(folder):
             shutil.rmtree(folder, ignore_errors=True)
         with self._state_lock:
-            self._state = replace(self._state, status=status, phase="", seconds=time.monotonic() - self._started, **changes)
+            self._state = replace(self._state, status=status, phase="", seconds=time.monotonic() - self._started,
+                                  ended_at=time.time(), **changes)
 
     # Checks -----------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from engine.training.style_trainer import StyleTrainingConfig
 from studio.context import new_context
 from studio.train_run import (
     ADVANCED,
+    IDLE,
     VIEW,
     attach,
     cancel_training,
@@ -262,6 +264,23 @@ def test_train_runs_in_the_background_and_the_poll_bumps_the_library_signal_once
     # A later tick (or another page's) shows the same outcome without bumping again.
     again = view_of(poll_training(jobs, polled["seen"], 1))
     assert is_skip(again["version"]) and is_skip(again["loss"]) and is_skip(again["preview"])
+
+
+def test_a_page_opened_after_a_run_shows_no_old_plot_and_labels_that_run_earlier(context, tmp_path: Path) -> None:
+    _, jobs = build(context)
+    assert view_of(attach(jobs))["status"] == IDLE  # nothing ran yet
+    state = uploaded(context, *photos(tmp_path, count=2))
+    start_training(jobs, context.output_folder, state, "Light", "", "", 3, *advanced_values())
+    ended = jobs.wait(WAIT_S)
+    assert ended.status == "finished" and ended.losses and ended.preview is not None
+    loaded = view_of(attach(jobs))  # a new page, or the same page reloaded
+    clock = time.strftime("%H:%M", time.localtime(ended.ended_at))
+    assert loaded["status"].startswith(IDLE)
+    assert f"*Last run (ended {clock}):* **Light** is in your library" in loaded["status"]
+    assert loaded["loss"] is None and loaded["progress"] == "" and loaded["timer"].active is False
+    assert loaded["preview"]["value"] is None and loaded["preview"]["label"] == "Preview"
+    assert loaded["metrics"]["visible"] is False
+    assert loaded["resumable"]["choices"] == [] and loaded["interrupted"]["visible"] is False
 
 
 def test_train_twice_is_refused_and_cancel_keeps_the_library(context, tmp_path: Path) -> None:
