@@ -199,7 +199,8 @@ def import_file(context: StudioContext, path: str | None, name: str | None, desc
                              "or a .safetensors LoRA")
         name = (name or "").strip() or None
         if suffix == ".zip":
-            record = style_ops.import_zip(context.library, path, name)
+            # Messages name the file as the user chose it: the upload's temporary copy keeps its base name.
+            record = style_ops.import_zip(context.library, path, name, shown_as=Path(path).name)
         else:
             if name is None:
                 raise InputError("give the imported LoRA a name")

@@ -40,6 +40,8 @@ MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 4 << 30
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_MEMBERS = 2000
+# What to do with a file that is no Atelier style zip at all (a damaged one is exported again).
+CHOOSE_STYLE_ZIP = "choose a style .zip exported from Atelier"
 # What zipfile raises on damaged or unsupported member data.
 ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 
@@ -71,31 +73,37 @@ def export_style_zip(library: StyleLibrary, name: str, out_path: str | Path, wei
     return out_path
 
 
-def read_style_zip(path: str | Path) -> tuple[dict[str, Any], Path]:
+def read_style_zip(path: str | Path, shown_as: str | None = None) -> tuple[dict[str, Any], Path]:
     """Validate a style zip and extract its files to a new temporary folder; return the manifest
     and that folder (the caller removes it, e.g. with ``shutil.rmtree``).
+
+    ``shown_as`` is how messages name the zip (default: ``path``); the studio passes the name the
+    user chose, since its ``path`` is a temporary copy of the upload.
 
     Raises:
         InputError: one line naming the zip, for anything unsafe, damaged or not understood.
     """
     path = Path(path)
+    shown = str(path) if shown_as is None else shown_as
     if not path.is_file():
-        raise InputError(f"no style zip at {path}; check the path")
+        raise InputError(f"no style zip at {shown}; check the path")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise InputError(f"{path} is not a zip file ({error}); export the style again") from error
+    except zipfile.BadZipFile as error:
+        raise InputError(f"{shown} is not a zip file; {CHOOSE_STYLE_ZIP}") from error
+    except OSError as error:
+        raise InputError(f"{shown} cannot be read ({error.strerror or error}); check the file, or {CHOOSE_STYLE_ZIP}") from error
     with archive:
-        members = _check_members(path, archive.infolist())
-        manifest = _read_manifest(path, archive, members)
+        members = _check_members(shown, archive.infolist())
+        manifest = _read_manifest(shown, archive, members)
         folder = Path(tempfile.mkdtemp(prefix="atelier-style-"))
         try:
-            for member, expected in _listed_files(path, manifest, members).items():
-                _extract(path, archive, members[member], folder, expected)
+            for member, expected in _listed_files(shown, manifest, members).items():
+                _extract(shown, archive, members[member], folder, expected)
             try:
                 check_safetensors(folder / WEIGHTS)
             except InputError as error:
-                raise InputError(f"{path}: {WEIGHTS} is not a readable safetensors file; export the style again") from error
+                raise InputError(f"{shown}: {WEIGHTS} is not a readable safetensors file; export the style again") from error
         except BaseException:
             shutil.rmtree(folder)
             raise
@@ -119,10 +127,10 @@ def style_from_zip(manifest: dict[str, Any], folder: Path, name: str | None = No
     return style, adapter
 
 
-def import_style_zip(library: StyleLibrary, path: str | Path, name: str | None = None) -> StyleRecord:
+def import_style_zip(library: StyleLibrary, path: str | Path, name: str | None = None, shown_as: str | None = None) -> StyleRecord:
     """Read a style zip and publish its style (as ``name`` when given); the extracted temporary
-    folder is removed afterwards."""
-    manifest, folder = read_style_zip(path)
+    folder is removed afterwards. ``shown_as`` names the zip in messages (:func:`read_style_zip`)."""
+    manifest, folder = read_style_zip(path, shown_as)
     try:
         style, adapter = style_from_zip(manifest, folder, name)
         return library.publish_styles([style], adapter)[0]
@@ -145,28 +153,28 @@ def _manifest(record: StyleRecord, weights_sha256: str, expert_key: str | None, 
     }
 
 
-def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+def _check_members(shown: str, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     if len(infos) > MAX_MEMBERS:
-        raise InputError(f"{path} holds {len(infos)} files, more than the {MAX_MEMBERS} a style zip may; export the style again")
+        raise InputError(f"{shown} holds {len(infos)} files, more than the {MAX_MEMBERS} a style zip may; {CHOOSE_STYLE_ZIP}")
     members: dict[str, zipfile.ZipInfo] = {}
     total = 0
     for info in infos:
         if _unsafe(info.filename):
-            raise InputError(f"{path} contains the unsafe path {info.filename!r} (outside the extraction folder); use a zip exported by Atelier")
+            raise InputError(f"{shown} contains the unsafe path {info.filename!r} (outside the extraction folder); {CHOOSE_STYLE_ZIP}")
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise InputError(f"{path} contains the symbolic link {info.filename!r}; use a zip exported by Atelier")
+            raise InputError(f"{shown} contains the symbolic link {info.filename!r}; {CHOOSE_STYLE_ZIP}")
         if info.is_dir():
             continue
         if info.filename in members:
-            raise InputError(f"{path} contains {info.filename!r} twice; use a zip exported by Atelier")
+            raise InputError(f"{shown} contains {info.filename!r} twice; {CHOOSE_STYLE_ZIP}")
         if info.flag_bits & 0x1:
-            raise InputError(f"{path}: {info.filename!r} is encrypted; export the style again without a password")
+            raise InputError(f"{shown}: {info.filename!r} is encrypted; export the style again without a password")
         if info.file_size > MAX_MEMBER_BYTES:
-            raise InputError(f"{path}: {info.filename!r} unpacks to {info.file_size:,} bytes, above the {MAX_MEMBER_BYTES:,}-byte limit; "
+            raise InputError(f"{shown}: {info.filename!r} unpacks to {info.file_size:,} bytes, above the {MAX_MEMBER_BYTES:,}-byte limit; "
                              "this is not a style zip")
         total += info.file_size
         if total > MAX_TOTAL_BYTES:
-            raise InputError(f"{path} unpacks to more than {MAX_TOTAL_BYTES:,} bytes; this is not a style zip")
+            raise InputError(f"{shown} unpacks to more than {MAX_TOTAL_BYTES:,} bytes; this is not a style zip")
         members[info.filename] = info
     return members
 
@@ -179,31 +187,31 @@ def _unsafe(name: str) -> bool:
     return any(part in ("..", ".") for part in parts) or "//" in name
 
 
-def _read_manifest(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict[str, Any]:
+def _read_manifest(shown: str, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict[str, Any]:
     if MANIFEST not in members:
-        raise InputError(f"{path} has no {MANIFEST}, so it is not an Atelier style zip; export the style again")
+        raise InputError(f"{shown} has no {MANIFEST}, so it is not an Atelier style zip; {CHOOSE_STYLE_ZIP}")
     if members[MANIFEST].file_size > MAX_MANIFEST_BYTES:
-        raise InputError(f"{path}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes; this is not a style zip")
+        raise InputError(f"{shown}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes; this is not a style zip")
     try:
         manifest = json.loads(archive.read(MANIFEST).decode("utf-8"))
     except ZIP_ERRORS as error:
-        raise InputError(f"{path}: {MANIFEST} cannot be read ({error}); the zip is damaged, export the style again") from error
+        raise InputError(f"{shown}: {MANIFEST} cannot be read ({error}); the zip is damaged, export the style again") from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: {MANIFEST} is not valid JSON ({error}); export the style again") from error
+        raise InputError(f"{shown}: {MANIFEST} is not valid JSON ({error}); export the style again") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise InputError(f"{path}: {MANIFEST} does not describe an Atelier style (format {FORMAT!r}); export the style again")
+        raise InputError(f"{shown}: {MANIFEST} does not describe an Atelier style (format {FORMAT!r}); {CHOOSE_STYLE_ZIP}")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         hint = "update Atelier" if isinstance(version, int) and version > FORMAT_VERSION else "export the style again"
-        raise InputError(f"{path} uses style format version {version!r}; this Atelier reads version {FORMAT_VERSION}, {hint}")
-    _check_manifest_fields(path, manifest)
+        raise InputError(f"{shown} uses style format version {version!r}; this Atelier reads version {FORMAT_VERSION}, {hint}")
+    _check_manifest_fields(shown, manifest)
     return manifest
 
 
-def _check_manifest_fields(path: Path, manifest: dict[str, Any]) -> None:
+def _check_manifest_fields(shown: str, manifest: dict[str, Any]) -> None:
     def require(condition: bool, what: str) -> None:
         if not condition:
-            raise InputError(f"{path}: {MANIFEST} has {what}; export the style again")
+            raise InputError(f"{shown}: {MANIFEST} has {what}; export the style again")
 
     def is_text(value: Any, optional: bool = False) -> bool:
         return isinstance(value, str) or (optional and value is None)
@@ -211,7 +219,7 @@ def _check_manifest_fields(path: Path, manifest: dict[str, Any]) -> None:
     try:
         validate_style_name(manifest.get("name"))
     except InputError as error:
-        raise InputError(f"{path}: {error}") from error
+        raise InputError(f"{shown}: {error}") from error
     for key in ("description", "trigger", "backbone"):
         require(is_text(manifest.get(key)), f"no text {key!r}")
     require(isinstance(manifest.get("metrics"), dict), "no 'metrics' object")
@@ -230,7 +238,7 @@ def _check_manifest_fields(path: Path, manifest: dict[str, Any]) -> None:
         require(pair.get("split") in SPLITS, f"a pair split other than {' or '.join(SPLITS)}")
 
 
-def _listed_files(path: Path, manifest: dict[str, Any], members: dict[str, zipfile.ZipInfo]) -> dict[str, str | None]:
+def _listed_files(shown: str, manifest: dict[str, Any], members: dict[str, zipfile.ZipInfo]) -> dict[str, str | None]:
     """Expected sha256 (None: unknown) of every file the manifest lists; all must be present."""
     files: list[tuple[str, str | None]] = [(WEIGHTS, manifest["adapter"]["sha256"])]
     for pair in manifest["pairs"]:
@@ -240,18 +248,18 @@ def _listed_files(path: Path, manifest: dict[str, Any], members: dict[str, zipfi
     listed: dict[str, str | None] = {}
     for member, expected in files:
         if member not in members:
-            raise InputError(f"{path}: {MANIFEST} lists {member!r} but the zip does not contain it; export the style again")
+            raise InputError(f"{shown}: {MANIFEST} lists {member!r} but the zip does not contain it; export the style again")
         if listed.get(member) is not None and expected is not None and listed[member] != expected:
-            raise InputError(f"{path}: {MANIFEST} gives {member!r} two different sha256s; export the style again")
+            raise InputError(f"{shown}: {MANIFEST} gives {member!r} two different sha256s; export the style again")
         if listed.get(member) is None:
             listed[member] = expected
     return listed
 
 
-def _extract(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path, expected: str | None) -> None:
+def _extract(shown: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path, expected: str | None) -> None:
     target = (folder / info.filename).resolve()
     if not target.is_relative_to(folder.resolve()):
-        raise InputError(f"{path} contains the unsafe path {info.filename!r} (outside the extraction folder); use a zip exported by Atelier")
+        raise InputError(f"{shown} contains the unsafe path {info.filename!r} (outside the extraction folder); {CHOOSE_STYLE_ZIP}")
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     written = 0
@@ -261,10 +269,10 @@ def _extract(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder
                 written += len(chunk)
                 # zipfile stops at the declared size; this guards the limit all the same.
                 if written > min(info.file_size, MAX_MEMBER_BYTES):
-                    raise InputError(f"{path}: {info.filename!r} unpacks to more than it declares; this is not a style zip")
+                    raise InputError(f"{shown}: {info.filename!r} unpacks to more than it declares; this is not a style zip")
                 digest.update(chunk)
                 writing.write(chunk)
     except ZIP_ERRORS as error:
-        raise InputError(f"{path}: {info.filename!r} cannot be unpacked ({error}); the zip is damaged, export the style again") from error
+        raise InputError(f"{shown}: {info.filename!r} cannot be unpacked ({error}); the zip is damaged, export the style again") from error
     if expected is not None and digest.hexdigest() != expected:
-        raise InputError(f"{path}: {info.filename!r} does not match its sha256 in {MANIFEST}; the zip is damaged, export the style again")
+        raise InputError(f"{shown}: {info.filename!r} does not match its sha256 in {MANIFEST}; the zip is damaged, export the style again")

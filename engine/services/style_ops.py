@@ -87,11 +87,12 @@ def export_zip(library: StyleLibrary, name: str, backbone: Backbone, out: str | 
         export_style_zip(library, record.name, out, weights, expert_key=record.expert_key)
 
 
-def import_zip(library: StyleLibrary, path: str | Path, name: str | None = None) -> StyleRecord:
-    """Import a style zip made by :func:`export_zip`, optionally under another name."""
+def import_zip(library: StyleLibrary, path: str | Path, name: str | None = None, shown_as: str | None = None) -> StyleRecord:
+    """Import a style zip made by :func:`export_zip`, optionally under another name; ``shown_as``
+    names the zip in messages (default: ``path``; the studio gives the uploaded file's name)."""
     if name is not None:
         validate_style_name(name)
-    return import_style_zip(library, Path(path), name)
+    return import_style_zip(library, Path(path), name, shown_as)
 
 
 def import_lora(library: StyleLibrary, path: str | Path, name: str, backbone: Backbone, description: str = "",

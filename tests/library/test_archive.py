@@ -162,6 +162,22 @@ def test_bad_zips_are_refused_in_one_line_naming_the_zip(good_zip: Path, tmp_pat
     assert list((tmp_path / "temp").iterdir()) == []  # no extraction folder left behind
 
 
+def test_a_zip_is_named_as_the_caller_shows_it_and_a_non_zip_gets_advice_that_fits(tmp_path: Path) -> None:
+    (tmp_path / "upload-copy").mkdir()
+    bad = written(tmp_path / "upload-copy" / "fake.zip", b"plain text")
+    with pytest.raises(InputError) as caught:
+        read_style_zip(bad)  # the CLI: the path the user typed
+    assert str(caught.value) == f"{bad} is not a zip file; choose a style .zip exported from Atelier"
+    with pytest.raises(InputError) as caught:
+        read_style_zip(bad, shown_as="fake.zip")  # the studio: the name the user chose
+    assert str(caught.value) == "fake.zip is not a zip file; choose a style .zip exported from Atelier"
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as handle:
+        handle.writestr("readme.txt", "hi")
+    with pytest.raises(InputError, match="^mine.zip has no style.json, so it is not an Atelier style zip; choose a style .zip"):
+        read_style_zip(other, shown_as="mine.zip")
+
+
 def test_too_large_members_are_refused_before_extraction(good_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bomb = rewritten(good_zip, tmp_path / "bomb.zip", add={"padding.bin": b"\0" * 5000})
     monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 4096)

@@ -94,6 +94,25 @@ def test_a_deletion_waits_for_the_running_edit_and_says_so(context) -> None:
     assert not context.editor.lock.locked()
 
 
+def test_a_bad_zip_is_named_as_the_user_chose_it_with_advice_that_fits(context, tmp_path: Path) -> None:
+    # Gradio hands the handler a temporary copy of the upload that keeps the file's own name.
+    upload = tmp_path / "gradio" / "3f9c2a7e1b" / "fake.zip"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"this is a text file renamed to .zip")
+    with pytest.raises(gr.Error) as caught:
+        library_run.import_file(context, str(upload), None, "", "", 0)
+    message = caught.value.message
+    assert message == "fake.zip is not a zip file; choose a style .zip exported from Atelier"
+    # A zip that is not a style (no style.json): the same name and advice.
+    with zipfile.ZipFile(upload, "w") as handle:
+        handle.writestr("notes.txt", "hello")
+    with pytest.raises(gr.Error) as caught:
+        library_run.import_file(context, str(upload), None, "", "", 0)
+    message = caught.value.message
+    assert message.startswith("fake.zip has no style.json") and message.endswith("choose a style .zip exported from Atelier")
+    assert str(tmp_path) not in message and "gradio" not in message
+
+
 def test_imports_refuse_wrong_files_and_take_a_lora(context, tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
