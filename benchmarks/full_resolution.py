@@ -7,7 +7,8 @@ applied at that size (the styles scale their spatial parameters with the image,
 :mod:`benchmarks.styles`), cached as PNG because cartoon and oil paint take a minute each.
 Edits: each shipped style of the library (``styles/``) on the embedded model, at the model's
 working size, then carried to full size by every ``--renders`` variant
-(:func:`engine.rendering.full_resolution.carry_to_full_resolution`). ``resize`` is the path
+(:func:`engine.rendering.full_resolution.carry_to_full_resolution`); ``stored`` is each style's
+own render choice (:mod:`engine.rendering.render_choice`), what the user gets. ``resize`` is the path
 before full-resolution rendering (the thumbnail upscaled), ``unedited`` the photo itself.
 
 Scores, at full resolution against the target: PSNR, SSIM, style distance
@@ -39,8 +40,9 @@ from engine.models.backbones.registry import load_backbone
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
 from engine.services.style_edit import StyleEditor
 
-DEFAULT_RENDERS = "resize,guided,guided:2:1e-3:0.5,guided:2:1e-3:0"
+DEFAULT_RENDERS = "resize,guided,stored"
 PATCH = 8  # the embedded model's patch side at working size
+STORED = "stored"  # each style's own render choice, as the CLI and the studio use it
 
 
 def parse_render(text: str) -> RenderSettings:
@@ -101,8 +103,9 @@ def run(styles: list[str], renders: list[str], long_side: int, library_folder: P
                 per_method.setdefault("target", []).append({"blockiness": float(blockiness(target, period)[0])})
                 per_method.setdefault("unedited", []).append(scores(photo, target, period, features))
                 for render in renders:
+                    settings = library.get_style(style).render_settings if render == STORED else parse_render(render)
                     started = time.perf_counter()
-                    result = carry_to_full_resolution(photo, working, parse_render(render))
+                    result = carry_to_full_resolution(photo, working, settings)
                     seconds[render] = seconds.get(render, 0.0) + time.perf_counter() - started
                     per_method.setdefault(render, []).append(scores(result, target, period, features))
                 print(f"{style} / {name} {photo.size} done", flush=True)
@@ -127,7 +130,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.full_resolution", description=__doc__.splitlines()[0])
     parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles.")
-    parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided or guided:RADIUS:EPSILON[:DETAIL].")
+    parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided, guided:RADIUS:EPSILON[:DETAIL], or stored (each style's own choice).")
     parser.add_argument("--long-side", type=int, default=1024, help="The photos' long side in pixels.")
     parser.add_argument("--library", type=Path, default=REPOSITORY / "styles", help="The style library to edit with.")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="Where originals and targets are kept.")
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     renders = [text for text in arguments.renders.split(",") if text]
     for text in renders:
-        parse_render(text)  # refuse a bad variant before the long run
+        if text != STORED:
+            parse_render(text)  # refuse a bad variant before the long run
     report = run([s for s in arguments.styles.split(",") if s], renders, arguments.long_side, arguments.library, arguments.cache)
     publish(report, arguments.out)
     print(markdown(report))

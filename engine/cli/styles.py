@@ -1,4 +1,4 @@
-"""``python -m engine styles list|show|set-render|export|import|delete``: browse and manage the style library."""
+"""``python -m engine styles list|show|set-render|choose-render|export|import|delete``: browse and manage the style library."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from engine.core.errors import InputError
 from engine.library import StyleLibrary, StyleRecord
 from engine.models.backbones.registry import EMBEDDED, load_backbone
 from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.render_choice import describe_settings
 from engine.services import style_ops
+from engine.training.pairs import read_pairs
 
 NAME = "styles"
-SUMMARY = "List, show, set the full-size render of, export, import or delete styles in the library."
+SUMMARY = "List, show, set or choose the full-size render of, export, import or delete styles in the library."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "made at training); options not given keep their current value.")
     set_render.add_argument("name")
     add_config_arguments(set_render, RenderSettings, default_help="unchanged")
+    measure = actions.add_parser("choose-render", help="Choose a style's full-size render settings again from its stored "
+                                 "pairs, as training does (replaces a choice set by hand).")
+    measure.add_argument("name", help="The style's name.")
+    measure.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone the style was trained on.")
+    measure.add_argument("--pairs", type=Path, default=None, metavar="DIR",
+                         help="Measure on these before/after pairs (a folder or zip, as 'train' reads) instead of the "
+                              "style's stored ones, e.g. larger copies of them.")
     export = actions.add_parser("export", help="Export a style as a zip (pairs, weights, metadata), or as a standard LoRA file.")
     export.add_argument("name")
     export.add_argument("--out", required=True, type=Path,
@@ -46,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     delete = actions.add_parser("delete", help="Delete a style: its expert, pairs and files; other styles are untouched.")
     delete.add_argument("name")
     delete.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone the style was trained on.")
-    for action in (listing, show, set_render, export, imported, delete):
+    for action in (listing, show, set_render, measure, export, imported, delete):
         add_library_argument(action)
 
 
@@ -72,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"give at least one of {flags}")
             record = library.set_render(args.name, replace(library.get_style(args.name).render_settings, **given))
             print(f"{record.name}: full-size render {record.render.describe()}")
+        elif args.action == "choose-render":
+            pairs = None if args.pairs is None else [(pair.before, pair.after) for pair in read_pairs(args.pairs)]
+            record = style_ops.measure_render_choice(library, load_backbone(args.model), args.name, pairs)
+            print(f"{record.name}: full-size render {record.render.describe()}")
+            for candidate, score in record.render.scores:
+                print(f"  {describe_settings(candidate):<40} {score:.2f} dB")
         elif args.action == "export" and args.out.suffix.lower() == ".safetensors":
             report = style_ops.export_lora(library, args.name, load_backbone(args.model), args.out)
             exactness = "copied as imported" if report is None else "exact" if report.exact else f"relative error {report.error:.4f}"
@@ -101,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
 
 def render_summary(record: StyleRecord) -> dict:
     """The style's render settings for ``styles show``: the fields, where they came from, and the
-    mean PSNR (dB) of each candidate measured, keyed like ``guided r2 eps0.001``."""
+    mean PSNR (dB) of each candidate measured, keyed like ``guided r2 eps0.001 detail1``."""
     settings = record.render_settings
     summary = {**asdict(settings), "origin": "defaults (no choice stored)" if record.render is None else record.render.origin()}
     if record.render is not None and record.render.scores:
-        summary["psnr_by_candidate"] = {f"{item.render} r{item.guided_radius} eps{item.guided_epsilon:g}": score
+        summary["psnr_by_candidate"] = {f"{item.render} r{item.guided_radius} eps{item.guided_epsilon:g} detail{item.guided_detail:g}": score
                                         for item, score in record.render.scores}
     return summary
 

@@ -52,8 +52,10 @@ from engine.library.storage import (
     mark_pending,
     settle,
 )
-from engine.library.writing import insert_adapter, insert_style, stage_adapter, stage_style, update_render
+from engine.library.writing import (insert_adapter, insert_style, stage_adapter, stage_style, store_render_choice,
+                                    update_render)
 from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.render_choice import RenderChoice
 
 # How a taken name is refused unless the caller words it otherwise (see StyleLibrary.check_name_free).
 TAKEN_MESSAGE = "the style library {library} already has a style named {taken!r}; choose another name or delete that style"
@@ -293,6 +295,13 @@ class StyleLibrary:
         with self._lock.exclusive():
             with self._database.write() as db:
                 update_render(db, style_row(db, name, self.root), settings)
+        return self.get_style(name)
+
+    def record_render_choice(self, name: str, choice: RenderChoice) -> StyleRecord:
+        """Store a measured render choice for a style (replacing any earlier one, by hand or measured)."""
+        with self._lock.exclusive():
+            with self._database.write() as db:
+                store_render_choice(db, style_row(db, name, self.root), choice)
         return self.get_style(name)
 
     # Runs -------------------------------------------------------------------------------------

@@ -98,6 +98,13 @@ def update_render(db: sqlite_utils.Database, row: dict[str, Any], settings: Rend
     db["styles"].update(row["id"], {"render": json.dumps(choice.to_json(), sort_keys=True)})
 
 
+def store_render_choice(db: sqlite_utils.Database, row: dict[str, Any], choice: RenderChoice) -> None:
+    """Store a measured render ``choice`` in a ``styles`` row (inside the caller's transaction)."""
+    if not isinstance(choice, RenderChoice):
+        raise InputError(f"a render choice must be a RenderChoice, not {type(choice).__name__}")
+    db["styles"].update(row["id"], {"render": json.dumps(choice.to_json(), sort_keys=True)})
+
+
 def _write_png(image: Image.Image, path: Path) -> None:
     # PNG holds RGB(A), greyscale and palette images; other modes (CMYK, float) are shown as RGB.
     if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "1"):

@@ -1,6 +1,6 @@
 """Choosing a style's full-size render settings from its pairs, and the choice as stored with it.
 
-Which guided radius and epsilon carry a style's working-size edits to the photo's size best
+Which guided radius, epsilon and detail carry a style's working-size edits to the photo's size best
 depends on the style (a colour grade is explained by smooth, wide affine maps; a painterly style
 by tighter ones). :func:`choose_render` measures it: each pair's before-image is edited once, the
 edit is carried to the pair's own size with every candidate of :data:`GUIDED_CANDIDATES`, and the
@@ -26,9 +26,12 @@ from engine.core.errors import ConfigError, InputError
 from engine.core.imaging import resize_to
 from engine.rendering.full_resolution import MAX_RENDER_PIXELS, RenderSettings, carry_to_full_resolution, unit_tensor
 
-# The default first, so a tie keeps the default; then radius 1, 2, 4 by epsilon 1e-4, 1e-3.
+# The default first, so a tie keeps the default; then radius 1, 2, 4 by epsilon 1e-4, 1e-3, each
+# keeping all of the photo's fine detail or half of it (painterly styles paint over detail). Less
+# than half brings back the working-size patch grid (docs/decisions/2026-12-03-full-resolution-render.md).
 GUIDED_CANDIDATES: tuple[RenderSettings, ...] = (RenderSettings(), *(
-    RenderSettings("guided", radius, epsilon) for radius in (1, 2, 4) for epsilon in (1e-4, 1e-3) if (radius, epsilon) != (2, 1e-3)))
+    RenderSettings("guided", radius, epsilon, detail) for detail in (1.0, 0.5) for radius in (1, 2, 4)
+    for epsilon in (1e-4, 1e-3) if (radius, epsilon, detail) != (2, 1e-3, 1.0)))
 CHOSEN_BY = ("holdout", "train", "user")
 
 
@@ -100,7 +103,7 @@ Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def choose_render(edit: Callable[[Image.Image], Image.Image], training: Sequence[tuple[Image.Image, Image.Image]],
                   holdout: Sequence[tuple[Image.Image, Image.Image]] = (), *, score: Score,
-                  candidates: Sequence[RenderSettings] = GUIDED_CANDIDATES) -> RenderChoice:
+                  candidates: Sequence[RenderSettings] = GUIDED_CANDIDATES) -> RenderChoice | None:
     """The candidate whose full-size results best match the after-images (highest mean ``score``).
 
     ``training``/``holdout``: ``(before, after)`` images at their own resolution; the held-out
@@ -108,21 +111,29 @@ def choose_render(edit: Callable[[Image.Image], Image.Image], training: Sequence
     working-size result; it is called once per pair. ``score(result, target)`` takes
     ``(1, 3, H, W)`` tensors in ``[0, 1]`` and returns ``(1,)``, higher is better (PSNR in dB).
     A pair above :data:`MAX_RENDER_PIXELS` is measured shrunk to fit. Ties go to the earlier candidate.
+    A pair no larger than the model's working size tells no candidate from another and is left
+    out; with no larger pair at all there is no choice (``None``: the style renders with the
+    defaults).
     """
     pairs, chosen_by = (holdout, "holdout") if holdout else (training, "train")
     if not pairs or not candidates:
         raise InputError("choosing render settings needs at least one pair and one candidate")
-    totals = [0.0] * len(candidates)
+    totals, measured = [0.0] * len(candidates), 0
     for original, after in pairs:
         working = edit(original)  # the caller's own image object, so it may look up an edit it made already
         before = _within_cap(original.convert("RGB"))
+        if working.size == before.size:
+            continue  # at working size every candidate returns the edit itself
+        measured += 1
         target = unit_tensor(resize_to(after.convert("RGB"), before.size)).unsqueeze(0)  # (1, 3, H, W) at the pair's size
         for index, candidate in enumerate(candidates):
             full = unit_tensor(carry_to_full_resolution(before, working, candidate)).unsqueeze(0)
             totals[index] += float(score(full, target)[0])
-    scores = tuple((candidate, round(total / len(pairs), 4)) for candidate, total in zip(candidates, totals))
+    if not measured:
+        return None
+    scores = tuple((candidate, round(total / measured, 4)) for candidate, total in zip(candidates, totals))
     best = max(range(len(scores)), key=lambda index: (scores[index][1], -index))
-    return RenderChoice(candidates[best], chosen_by, len(pairs), scores)
+    return RenderChoice(candidates[best], chosen_by, measured, scores)
 
 
 def _within_cap(photo: Image.Image) -> Image.Image:

@@ -1,4 +1,4 @@
-"""Managing styles in the library: export, import, delete. The calls behind
+"""Managing styles in the library: export, import, delete, measuring the render choice again. The calls behind
 ``python -m engine styles`` and the studio's Library page.
 
 Operations that read or rewrite the shared MoE adapter load it onto a backbone, which wraps the
@@ -23,11 +23,15 @@ from engine.adapters.moe.export import ExportReport, export_style_lora
 from engine.core.assets import load_shipped_photo
 from engine.core.errors import InputError
 from engine.core.files import atomic_path
+from engine.core.imaging import load_photo
 from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, export_style_zip, import_style_zip
 from engine.library.names import validate_style_name
+from engine.metrics.image_quality import psnr
 from engine.models.backbones.base import Backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.render_choice import choose_render
+from engine.services.style_edit import StyleEditor
 
 SAMPLE_PHOTO = "city"  # a shipped photo the benchmarks hold out; an imported LoRA's thumbnail is it, edited
 SAMPLE_PHOTO_SIZE = (192, 128)  # thumbnail size: the edit that makes the thumbnail stays cheap
@@ -135,3 +139,24 @@ def delete_style(library: StyleLibrary, name: str, backbone: Backbone) -> None:
             library.delete_style(record.name, AdapterSource(path, "moe", record.backbone, {"styles": len(adapter.style_keys)}))
     finally:
         adapter.remove()
+
+
+def measure_render_choice(library: StyleLibrary, backbone: Backbone, name: str,
+                          pairs: list[tuple[Image.Image, Image.Image]] | None = None) -> StyleRecord:
+    """Choose style ``name``'s full-size render settings again, as training does, and store the
+    choice: on ``pairs`` ``(before, after)`` when given (e.g. larger copies of its training pairs),
+    else on its stored pairs at their own size (held-out ones when it has any)."""
+    record = library.get_style(name)
+    split: dict[str, list[tuple[Image.Image, Image.Image]]] = {"train": list(pairs or []), "holdout": []}
+    if pairs is None:
+        for pair in record.pairs:
+            split[pair.split].append((load_photo(pair.before), load_photo(pair.after)))
+    if not split["train"] and not split["holdout"]:
+        raise InputError(f"{record.name} has no stored pairs to measure on (an imported LoRA?); give --pairs or set its "
+                         "render by hand with 'styles set-render'")
+    editor = StyleEditor(backbone, library)
+    choice = choose_render(lambda photo: editor.edit(photo, {record.name: 1.0}), split["train"], split["holdout"], score=psnr)
+    if choice is None:
+        raise InputError(f"the pairs of {record.name} are no larger than the model's working size, so every render gives "
+                         "the same result there; give larger pairs with --pairs")
+    return library.record_render_choice(record.name, choice)

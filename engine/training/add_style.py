@@ -6,7 +6,8 @@ train`` and the studio's Train button.
   the styles already there edit exactly as before (their held-out PSNR moves by 0 dB).
 * With four or more pairs the last one is held out for previews and metrics.
 * The style's full-size render settings are chosen on its pairs at their own resolution
-  (:func:`engine.rendering.render_choice.choose_render`, held-out pairs when there are any),
+  (:func:`engine.rendering.render_choice.choose_render`, held-out pairs when there are any; none
+  when every pair is at the working size),
   reusing the edits the metrics make, and stored with the style.
 * Checkpoints go to ``<library>/checkpoints/<slug>``; running again with the same name and
   ``resume=True`` continues an interrupted run. A cancelled or failed run leaves the library as

@@ -100,3 +100,29 @@ def test_a_mix_renders_with_the_choice_of_its_heaviest_style(model: str, library
     mix = ("--style", "ink", "--weight", 0.3, "--style", "sepia", "--weight", 0.7)
     assert run("edit", "--input", photo, "--model", model, "--library", library, *mix, "--out", tmp_path / "mix.png") == 0
     np.testing.assert_array_equal(written(tmp_path / "mix.png"), expected(model, library, photo, {"ink": 0.3, "sepia": 0.7}, STORED))
+
+
+def write_pairs(folder: Path, size: tuple[int, int], count: int = 3) -> Path:
+    generator = np.random.default_rng(3)
+    for index in range(count):
+        for side in ("before", "after"):
+            (folder / side).mkdir(parents=True, exist_ok=True)
+            array = generator.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(array, mode="RGB").save(folder / side / f"{index}.png")
+    return folder
+
+
+def test_choose_render_measures_on_given_pairs_and_refuses_working_size_ones(library: Path, model: str, tmp_path: Path,
+                                                                            capsys) -> None:
+    assert load_backbone(model).fit_size(40, 24) == (40, 24)  # pairs of this size are the working size itself
+    small = write_pairs(tmp_path / "small", (40, 24))
+    assert run("styles", "choose-render", "ink", "--pairs", small, "--library", library, "--model", model) == 2
+    assert "no larger than the model's working size" in capsys.readouterr().err
+    larger = write_pairs(tmp_path / "larger", (96, 72))
+    assert run("styles", "choose-render", "ink", "--pairs", larger, "--library", library, "--model", model) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("ink: full-size render guided") and printed[0].endswith("(chosen from 3 training pairs)")
+    assert len(printed) == 13  # the choice, then each of the 12 candidates' mean PSNR
+    with StyleLibrary.open(library) as opened:
+        record = opened.get_style("ink")
+    assert record.render.chosen_by == "train" and record.render.pairs == 3 and len(record.render.scores) == 12

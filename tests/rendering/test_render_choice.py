@@ -39,11 +39,11 @@ def pairs_rendered_with(candidate: RenderSettings, count: int, seed: int = 0) ->
 
 def test_the_candidates_are_distinct_guided_settings_with_the_default_first():
     assert GUIDED_CANDIDATES[0] == RenderSettings()
-    assert len(set(GUIDED_CANDIDATES)) == len(GUIDED_CANDIDATES) == 6
+    assert len(set(GUIDED_CANDIDATES)) == len(GUIDED_CANDIDATES) == 12
     assert {candidate.render for candidate in GUIDED_CANDIDATES} == {"guided"}
 
 
-@pytest.mark.parametrize("candidate", GUIDED_CANDIDATES, ids=lambda item: f"r{item.guided_radius}-eps{item.guided_epsilon:g}")
+@pytest.mark.parametrize("candidate", GUIDED_CANDIDATES, ids=lambda item: f"r{item.guided_radius}-eps{item.guided_epsilon:g}-detail{item.guided_detail:g}")
 def test_the_candidate_that_made_the_after_images_wins(candidate):
     calls = []
 
@@ -73,6 +73,15 @@ def test_after_images_at_another_resolution_are_compared_at_the_before_images_si
     choice = choose_render(synthetic_edit, [(before, after.resize((after.width * 2, after.height * 2), Image.Resampling.BICUBIC))],
                            score=psnr)
     assert choice.settings == GUIDED_CANDIDATES[2]
+
+
+def test_pairs_at_the_working_size_are_left_out_and_alone_give_no_choice():
+    at_working_size = [(synthetic_edit(before), synthetic_edit(before)) for before, _ in pairs_rendered_with(GUIDED_CANDIDATES[0], 2)]
+    same_size_edit = lambda photo: photo  # noqa: E731 (the model's result is as large as the pair)
+    assert choose_render(same_size_edit, at_working_size, score=psnr) is None
+    larger = pairs_rendered_with(GUIDED_CANDIDATES[3], 1)
+    choice = choose_render(lambda photo: photo if photo.width < 60 else synthetic_edit(photo), at_working_size + larger, score=psnr)
+    assert (choice.settings, choice.pairs) == (GUIDED_CANDIDATES[3], 1)
 
 
 def test_no_pairs_are_refused():
