@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from engine.adapters.moe.config import TARGET_PRESETS, MoELoraConfig
 from engine.core.configuration import option, require
+from engine.training.loop import preview_every
 
 # DreamBooth (Ruiz et al. 2023) fine-tunes on 3 to 5 photos; more than 10 adds little for one
 # subject and lengthens every epoch, fewer than 3 gives the model no views to tell the subject
@@ -32,7 +33,8 @@ class SubjectTrainingConfig:
     min_crop: float = option(0.7, "Smallest random crop, as a fraction of a photo's short side (1 = no zoom).")
     flip: bool = option(True, "Random left-right flips; turn off for subjects whose sides differ (text, logos).")
     checkpoint_every: int = option(50, "Steps between resumable checkpoints (0: none).")
-    sample_every: int = option(50, "Steps between preview generations sent to the callback (0: none).")
+    sample_every: int = option(50, "Most steps between preview generations sent to the callback; a shorter run previews "
+                                   "every steps // 5 steps (at least every step), so it shows about 5 (0: none).")
     seed: int = option(0, "Seed of the LoRA's initial weights, the crops, the noise and the sample generations.")
 
     def __post_init__(self) -> None:
@@ -45,6 +47,11 @@ class SubjectTrainingConfig:
         require(0.2 <= self.min_crop <= 1.0, "min_crop must lie between 0.2 and 1")
         require(self.checkpoint_every >= 0 and self.sample_every >= 0, "checkpoint_every and sample_every must not be negative")
         require(self.seed >= 0, "seed must not be negative")
+
+    @property
+    def preview_every(self) -> int:
+        """Steps between the previews this run makes (:func:`engine.training.loop.preview_every`)."""
+        return preview_every(self.sample_every, self.steps)
 
     @property
     def scale(self) -> float:

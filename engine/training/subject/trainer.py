@@ -99,7 +99,7 @@ class SubjectTrainer:
         """Run (or resume from ``run_folder``'s checkpoint) to ``config.steps``.
 
         ``callback`` gets a :class:`~engine.training.loop.TrainingProgress` every step, with
-        ``preview()``'s image every ``sample_every`` steps; ``should_stop()`` is polled before each
+        ``preview()``'s image every ``config.preview_every`` steps; ``should_stop()`` is polled before each
         step and ends the run early (the last checkpoint stays for resuming).
 
         Returns:
@@ -112,7 +112,7 @@ class SubjectTrainer:
         history = run_steps(
             self.step, start=start, steps=self.config.steps, checkpoint_every=self.config.checkpoint_every,
             save=None if run_folder is None else lambda done: save_checkpoint(run_folder, done, *self._checkpoint_parts()),
-            sample_every=self.config.sample_every, callback=callback, preview=preview, should_stop=should_stop,
+            sample_every=self.config.preview_every, callback=callback, preview=preview, should_stop=should_stop,
         )
         for tensor in self.parameters.values():
             tensor.requires_grad_(False)
