@@ -88,14 +88,16 @@ def build_train_tab(context: StudioContext, jobs: TrainingJobs | None = None) ->
             with gr.Row(equal_height=False):
                 pairs_status = gr.Markdown(summary(PairUploads()), elem_id="train-pairs-status")
                 remove = gr.Button("Remove pair", size="sm", variant="secondary", scale=0, min_width=130, elem_id="train-remove")
-            # No max_length: the browser would cut a pasted name silently; Train refuses a long one with the engine's message.
+            # No max_length on these boxes: the browser would cut pasted text silently; Train refuses
+            # text that is too long with the engine's message instead.
             name = gr.Textbox(label="Style name", placeholder="e.g. ink wash",
                               info=f"Up to {MAX_NAME_LENGTH} letters, digits, spaces, - or _; must differ from the styles in your library.",
                               elem_id="train-name")
             description = gr.Textbox(label="Description", placeholder="What the style does, for the library", lines=2,
-                                     max_length=MAX_DESCRIPTION_LENGTH, elem_id="train-description")
-            trigger = gr.Textbox(label="Trigger phrase", placeholder="e.g. in ink wash style", max_length=MAX_TRIGGER_LENGTH,
-                                 info="Stored with the style and its exported LoRA.", elem_id="train-trigger")
+                                     info=f"Up to {MAX_DESCRIPTION_LENGTH} characters.", elem_id="train-description")
+            trigger = gr.Textbox(label="Trigger phrase", placeholder="e.g. in ink wash style",
+                                 info=f"One line, up to {MAX_TRIGGER_LENGTH} characters; stored with the style and its exported LoRA.",
+                                 elem_id="train-trigger")
             steps = gr.Slider(label="Steps", info=help_of(StyleTrainingConfig, "steps"), minimum=1, maximum=STEPS_CEILING, step=1,
                               value=default_of("steps"), elem_id="train-steps")
             with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):

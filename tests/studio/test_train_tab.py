@@ -380,3 +380,15 @@ def test_a_too_long_name_is_refused_with_its_length_not_cut(context, tmp_path: P
     with pytest.raises(gr.Error, match=shown("is 200 characters; names may have at most 64")):
         start_training(jobs, context.output_folder, state, long_name, "", "", 4, *advanced_values())
     assert jobs.state().status == "idle"
+
+
+def test_a_too_long_description_or_trigger_is_refused_not_cut(context, tmp_path: Path) -> None:
+    page, jobs = build(context)
+    found = {block.elem_id: block for block in page.blocks.values() if getattr(block, "elem_id", None)}
+    assert found["train-description"].max_length is None and found["train-trigger"].max_length is None
+    state = uploaded(context, *photos(tmp_path, count=2))
+    with pytest.raises(gr.Error, match="description"):
+        check_training(jobs, state, "Wash", "x" * 2001, "", 4, *advanced_values())
+    with pytest.raises(gr.Error, match="trigger"):
+        check_training(jobs, state, "Wash", "", "y" * 201, 4, *advanced_values())
+    assert jobs.state().status == "idle"
