@@ -19,13 +19,11 @@ level, the Gram matrix ``G = F F^T / (H W)`` is split into the channel correlati
 
     RMS(R_a - R_b) + energy_weight * RMS(log G_ii,a - log G_ii,b),
 
-averaged over levels. The split is this module's change to the plain Gram distance: on the
-benchmark's held-out photos, the plain Gram distance ranks a style's output on photo A nearer to
-the same style on photo B than to another style on B in only 66 % of cases (pixel RMS: 67 %),
-because the energies follow each photo's content and contrast; this distance gets 82 % (training
-photos: 83 %, against 78 % and 71 %). The energy term, weighted down, keeps the distance
-sensitive to contrast and exposure changes, which the correlations alone barely see.
-:mod:`benchmarks.perceptual_validation` measures all of this.
+averaged over levels. The split is this module's change to the plain Gram distance, whose
+energies follow each photo's content and contrast, so it ranks styles poorly; the energy term,
+weighted down, keeps the distance sensitive to contrast and exposure changes, which the
+correlations alone barely see. :mod:`benchmarks.perceptual_validation` measures how often each
+distance ranks a style's outputs together (docs/decisions/2026-11-23-style-distance.md).
 
 :func:`structure_distance` (where things are): the LPIPS form of Zhang, Isola, Efros, Shechtman &
 Wang (2018), "The unreasonable effectiveness of deep features as a perceptual metric", on the random

@@ -16,12 +16,10 @@
 * A cancelled or failed run leaves the library's styles and files as they were: nothing is
   published until the end, in one transaction.
 
-Measured with ``python -m engine subjects train`` on the shipped embedded model, default settings,
-4 photos, a 2-core CPU shared with another training job: 162 s for the run (200 steps at about
-0.8 s each, 4 previews, the thumbnail and publishing), 172 s with loading the model; the flow loss
-on fixed batches of the photos fell from 0.1036 (base) to 0.0857. The embedded model's
-generation mode is weak (its base samples are patchy textures), so a subject moves the colours
-and textures of its samples towards the photos rather than drawing a recognisable subject.
+What a default run costs and learns on the embedded model is in
+docs/decisions/2026-11-24-subject-training-defaults.md. The embedded model's generation mode is
+weak (its base samples are patchy textures), so a subject moves the colours and textures of its
+samples towards the photos rather than drawing a recognisable subject.
 """
 
 from __future__ import annotations

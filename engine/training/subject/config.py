@@ -17,9 +17,8 @@ MAX_PHOTOS = 10
 
 @dataclass
 class SubjectTrainingConfig:
-    """How a subject LoRA is trained. The defaults train the embedded model in about 3 minutes on
-    a 2-core CPU (measured in :mod:`engine.training.subject.add_subject`'s docstring); a learning
-    rate of 2e-3 ended at a higher loss in 200 steps, 1e-2 was unsteady in its first 75."""
+    """How a subject LoRA is trained; how the defaults were chosen, and what they cost, is in
+    docs/decisions/2026-11-24-subject-training-defaults.md."""
 
     steps: int = option(200, "Optimizer steps.")
     batch_size: int = option(4, "Augmented crops per step.")
