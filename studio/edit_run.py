@@ -16,7 +16,6 @@ to widget updates; the layout and wiring are in :mod:`studio.edit_tab`.
 from __future__ import annotations
 
 import dataclasses
-import html
 import logging
 import time
 import uuid
@@ -33,6 +32,7 @@ from engine.rendering.full_resolution import carry_to_full_resolution, check_ren
 from engine.services.mix_render import render_for_mix
 from engine.services.style_edit import MAX_MIX, StyleEditor
 from studio.streaming import Finished, stream_call
+from studio.messages import error_markdown, page_error
 
 LOGGER = logging.getLogger(__name__)
 NO_PHOTO = "Upload a photo first."
@@ -45,9 +45,33 @@ def default_setting(name: str) -> Any:
     return next(field.default for field in dataclasses.fields(SamplerSettings) if field.name == name)
 
 
-def page_error(error: Exception, title: str) -> gr.Error:
-    """A message in the page for an :class:`AtelierError` (its text is shown as text, not HTML)."""
-    return gr.Error(html.escape(str(error)), title=title)
+
+def read_photo(path: str | Path) -> Image.Image:
+    """The uploaded photo (:func:`load_photo`), or an :class:`InputError` that names the file as the
+    user chose it (the upload's copy keeps its base name) and says what to choose instead."""
+    name = Path(path).name
+    try:
+        return load_photo(path)
+    except InputError as error:
+        cause = error.__cause__
+        if isinstance(cause, Image.UnidentifiedImageError):
+            reason = "its contents are not a picture format Atelier knows, whatever the name ends in"
+        else:
+            reason = str(error).replace(str(path), name).split("; ")[0]
+            reason = reason[len(name):].strip() if reason.startswith(name) else reason
+        raise InputError(f"{name} is not an image Atelier can read: {reason}; choose a PNG, JPEG or WebP photo") from error
+
+
+def check_photo(path: str | None) -> str:
+    """The message under the photo after an upload: empty for a photo Atelier reads, else why not."""
+    if not path:
+        return ""
+    try:
+        photo = read_photo(path)
+        check_render_size(photo.size, Path(path).name)
+    except AtelierError as error:
+        return error_markdown(error, "Cannot use this photo")
+    return ""
 
 
 def settings_from(steps: float | None, seed: float | None, strength: float | None,
@@ -102,6 +126,10 @@ def check_request(photo: str | None, steps: float | None, seed: float | None, st
         mix_from(styles_and_weights)
     except AtelierError as error:
         raise page_error(error, "Check the settings") from error
+    try:
+        check_render_size(read_photo(photo).size, Path(photo).name)
+    except AtelierError as error:
+        raise page_error(error, "Cannot use this photo") from error
     return gr.update(value="Waiting for the model…"), gr.update(visible=False)
 
 
@@ -121,7 +149,7 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
     try:
         settings = settings_from(steps, seed, strength, noise_scale)
         mix = mix_from(styles_and_weights)
-        photo = load_photo(photo_path)
+        photo = read_photo(photo_path)
         check_render_size(photo.size, Path(photo_path).name)
     except AtelierError as error:
         raise page_error(error, "Cannot edit") from error

@@ -21,7 +21,8 @@ from engine.library import StyleLibrary
 from engine.models.sampling.sampler import SamplerSettings
 from engine.services.style_edit import MAX_MIX
 from studio.context import StudioContext
-from studio.edit_run import NO_STYLE, check_request, default_setting, run_edit
+from studio.edit_run import NO_STYLE, check_photo, check_request, default_setting, run_edit
+from studio.messages import keeps_errors
 
 # Edits share the backbone, so they run one at a time in their own queue.
 EDIT_QUEUE = "edit"
@@ -29,6 +30,23 @@ STEPS_CEILING = 50
 SEED_CEILING = 2**32 - 1
 MAX_WEIGHT = 1.5
 EDITABLE_KINDS = ("moe", "lora")
+
+
+class PhotoUpload(gr.Image):
+    """``gr.Image(type="filepath")`` that hands the upload to the handler unread.
+
+    ``gr.Image`` opens every upload with Pillow before any handler runs, so a file that is no
+    image (a text file named .jpg) fails inside Gradio with no message to the user. This one
+    passes the uploaded file's path as it is; :func:`studio.edit_run.read_photo` reads it and says
+    what is wrong. The page shows it with Gradio's own image widget (``is_template``).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
 
 
 def style_choices(library: StyleLibrary, backbone_name: str) -> list[str]:
@@ -50,7 +68,9 @@ def build_edit_tab(context: StudioContext) -> None:
     choices = style_choices(context.library, backbone.name)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            photo = gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard"], height=280, elem_id="edit-photo")
+            photo = PhotoUpload(label="Photo", type="filepath", sources=["upload", "clipboard"], height=280, elem_id="edit-photo")
+            # What is wrong with the photo or the request, next to the photo, until the next action.
+            message = gr.Markdown("", elem_id="edit-message")
             style_rows, style_inputs, dropdowns = [], [], []
             for index in range(MAX_MIX):
                 with gr.Row(visible=index == 0, equal_height=True) as row:
@@ -109,11 +129,17 @@ def build_edit_tab(context: StudioContext) -> None:
         yield from run_edit(context.editor, Path(context.output_folder), recent_value, photo_path, prompt_value,
                             steps_value, seed_value, strength_value, noise_scale_value, *styles_and_weights)
 
+    photo.change(check_photo, photo, message, concurrency_limit=None, show_progress="hidden", api_visibility="private")
+
+    def check_handler(*values):
+        return (*check_request(*values), "")
+
     edit.click(
-        check_request, [photo, steps, seed, strength, noise_scale, *style_inputs], [status, download],
-        concurrency_limit=None, show_progress="hidden", api_visibility="private",
+        keeps_errors(check_handler, outputs=3, at=2, title="Cannot edit"), [photo, steps, seed, strength, noise_scale, *style_inputs],
+        [status, download, message], concurrency_limit=None, show_progress="hidden", api_visibility="private",
     ).success(
-        edit_handler,
+        # A failure while editing stays in the status above the result.
+        keeps_errors(edit_handler, outputs=6, at=2, title="Edit failed"),
         [recent, photo, prompt, steps, seed, strength, noise_scale, *style_inputs],
         [preview, comparison, status, download, recent, gallery],
         concurrency_limit=1, concurrency_id=EDIT_QUEUE, show_progress="minimal", api_name="edit",

@@ -25,6 +25,7 @@ from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import check_render_size
 from studio.context import StudioContext
 from studio.streaming import Finished, stream_call
+from studio.messages import page_error
 
 LOGGER = logging.getLogger(__name__)
 SUBJECT_KINDS = ("subject", "lora")
@@ -35,9 +36,6 @@ METHOD_LABELS = {"est": "EST-LoRA", "klora": "K-LoRA", "merge": "Merge", "subjec
 PRESET_FIELDS = ("subject", "style", "mode", "method", "alpha", "style_bias", "subject_scale", "style_scale", "seed", "steps",
                  "union_layers")
 
-
-def page_error(error: Exception, title: str) -> gr.Error:
-    return gr.Error(html.escape(str(error)), title=title)
 
 
 def choices(context: StudioContext, kinds: tuple[str, ...]) -> list[str]:

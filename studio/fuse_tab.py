@@ -18,6 +18,7 @@ from engine.fusion import FusionConfig
 from engine.fusion.config import METHODS
 from studio import fuse_run
 from studio.context import StudioContext
+from studio.messages import keeps_errors
 
 FUSE_QUEUE = "fuse"
 PRIVATE = {"api_visibility": "private"}
@@ -69,9 +70,9 @@ def build_fuse_tab(context: StudioContext) -> None:
     mode.change(lambda chosen: gr.update(visible=chosen == fuse_run.EDIT), mode, photo, queue=False, **PRIVATE)
     settings = [subject, style, mode, photo]
     sliders = [alpha, style_bias, subject_scale, style_scale, seed, steps, union_layers]
-    run.click(partial(fuse_run.run_fusion, context), [*settings, method, *sliders], [preview, result, status],
+    run.click(keeps_errors(partial(fuse_run.run_fusion, context), outputs=3, at=2, title="Cannot fuse"), [*settings, method, *sliders], [preview, result, status],
               concurrency_limit=1, concurrency_id=FUSE_QUEUE, show_progress="minimal", **PRIVATE)
-    compare.click(partial(fuse_run.run_compare, context), [*settings, *sliders], [compared, status],
+    compare.click(keeps_errors(partial(fuse_run.run_compare, context), outputs=2, at=1, title="Cannot compare"), [*settings, *sliders], [compared, status],
                   concurrency_limit=1, concurrency_id=FUSE_QUEUE, show_progress="minimal", **PRIVATE)
     preset_values = [subject, style, mode, method, alpha, style_bias, subject_scale, style_scale, seed, steps, union_layers]
     version = context.library_version
@@ -79,8 +80,10 @@ def build_fuse_tab(context: StudioContext) -> None:
     def save_handler(name, version_value, *values):
         return fuse_run.save_preset(context, name, version_value, *values)
 
-    save.click(save_handler, [preset_name, version, *preset_values], [preset, status, version], **PRIVATE)
-    load.click(partial(fuse_run.load_preset, context), preset, [*preset_values, status], queue=False, **PRIVATE)
+    save.click(keeps_errors(save_handler, outputs=3, at=1, title="Cannot save the preset"), [preset_name, version, *preset_values], [preset, status, version], **PRIVATE)
+    load.click(keeps_errors(partial(fuse_run.load_preset, context), outputs=len(preset_values) + 1, at=len(preset_values),
+                            title="Cannot load the preset"),
+               preset, [*preset_values, status], concurrency_limit=None, show_progress="hidden", **PRIVATE)
     if version is not None:
         version.change(partial(fuse_run.refreshed, context), [subject, style, preset], [subject, style, preset],
                        queue=False, **PRIVATE)

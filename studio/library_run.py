@@ -25,13 +25,11 @@ from engine.library import StyleRecord
 from engine.rendering.render_choice import describe_settings
 from engine.services import style_ops
 from studio.context import StudioContext
+from studio.messages import page_error
 
 IMPORTABLE = (".zip", ".safetensors")
 KIND_LABELS = {"moe": "trained in Atelier (shared MoE LoRA expert)", "lora": "imported LoRA", "subject": "subject LoRA"}
 
-
-def page_error(error: Exception, title: str) -> gr.Error:
-    return gr.Error(html.escape(str(error)), title=title)
 
 
 def thumbnail_of(record: StyleRecord) -> str | Image.Image:
@@ -160,7 +158,7 @@ def export_style(context: StudioContext, selected: str | None, as_zip: bool):
 
 def ask_delete(selected: str | None):
     name = _require(selected)
-    return gr.update(visible=True), f"Delete **{html.escape(name)}** with its pairs and weights? Other styles are not touched."
+    return gr.update(visible=True), f"Delete **{html.escape(name)}** with its pairs and weights? Other styles are not touched.", ""
 
 
 def delete_style(context: StudioContext, selected: str | None, version: float | None):

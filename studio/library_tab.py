@@ -15,8 +15,12 @@ import gradio as gr
 
 from studio import library_run
 from studio.context import StudioContext
+from studio.messages import keeps_errors
 
 PRIVATE = {"api_visibility": "private"}
+# After "Delete…": bring the question and its buttons into view if the page cut them off (once drawn).
+SHOW_QUESTION = ("() => { setTimeout(() => document.querySelector('#library-delete-row')"
+                 "?.scrollIntoView({block: 'nearest', behavior: 'instant'}), 50); }")
 
 
 def build_library_tab(context: StudioContext) -> None:
@@ -56,9 +60,12 @@ def build_library_tab(context: StudioContext) -> None:
                     export_lora = gr.Button("Export LoRA file", elem_id="library-export-lora")
                     export_zip = gr.Button("Export style zip", elem_id="library-export-zip")
                     delete = gr.Button("Delete…", variant="stop", elem_id="library-delete")
-                with gr.Row(visible=False, elem_id="library-delete-row") as confirm_row:  # right under "Delete…"
-                    confirm = gr.Button("Confirm delete", variant="stop", elem_id="library-delete-confirm")
-                    keep = gr.Button("Keep it", elem_id="library-delete-cancel")
+                # The question and its answers together, right under "Delete…", where the user clicked.
+                with gr.Group(visible=False, elem_id="library-delete-row") as confirm_row:
+                    question = gr.Markdown("", elem_id="library-delete-question")
+                    with gr.Row():
+                        confirm = gr.Button("Confirm delete", variant="stop", elem_id="library-delete-confirm")
+                        keep = gr.Button("Keep it", elem_id="library-delete-cancel")
                 download = gr.File(label="Exported file", visible=False, interactive=False, elem_id="library-download")
 
     version = context.library_version
@@ -72,16 +79,19 @@ def build_library_tab(context: StudioContext) -> None:
 
     gallery.select(select, shown_names,
                    [selected, details, pairs, new_name, description, trigger, manage, confirm_row, download, status], **PRIVATE)
-    rename.click(partial(library_run.rename_style, context), [selected, new_name, version], [selected, details, status, version], **PRIVATE)
-    save.click(partial(library_run.save_details, context), [selected, description, trigger, version], [details, status, version], **PRIVATE)
-    export_lora.click(partial(library_run.export_style, context, as_zip=False), selected, [download, status],
+    rename.click(keeps_errors(partial(library_run.rename_style, context), outputs=4, at=2, title="Cannot rename"), [selected, new_name, version], [selected, details, status, version], **PRIVATE)
+    save.click(keeps_errors(partial(library_run.save_details, context), outputs=3, at=1, title="Cannot save"), [selected, description, trigger, version], [details, status, version], **PRIVATE)
+    export_lora.click(keeps_errors(partial(library_run.export_style, context, as_zip=False), outputs=2, at=1, title="Cannot export"), selected, [download, status],
                       concurrency_id="library", **PRIVATE)
-    export_zip.click(partial(library_run.export_style, context, as_zip=True), selected, [download, status],
+    export_zip.click(keeps_errors(partial(library_run.export_style, context, as_zip=True), outputs=2, at=1, title="Cannot export"), selected, [download, status],
                      concurrency_id="library", **PRIVATE)
-    delete.click(library_run.ask_delete, selected, [confirm_row, status], queue=False, **PRIVATE)
+    delete.click(
+        keeps_errors(library_run.ask_delete, outputs=3, at=2, title="Cannot delete"), selected, [confirm_row, question, status],
+        concurrency_limit=None, show_progress="hidden", **PRIVATE,
+    ).success(None, js=SHOW_QUESTION, **PRIVATE)
     keep.click(lambda: (gr.update(visible=False), "Kept."), None, [confirm_row, status], queue=False, **PRIVATE)
-    confirm.click(partial(library_run.delete_style, context), [selected, version],
+    confirm.click(keeps_errors(partial(library_run.delete_style, context), outputs=7, at=5, title="Cannot delete"), [selected, version],
                   [selected, details, pairs, manage, confirm_row, status, version], concurrency_id="library", **PRIVATE)
-    import_button.click(partial(library_run.import_file, context),
+    import_button.click(keeps_errors(partial(library_run.import_file, context), outputs=2, at=0, title="Cannot import"),
                         [import_file, import_name, import_description, import_trigger, version], [status, version],
                         concurrency_id="library", **PRIVATE)

@@ -27,7 +27,7 @@ from engine.training.add_style import StyleRequest
 from engine.training.pair_uploads import check_ready, write_pairs_folder
 from engine.training.resumable import ResumableRun
 from engine.training.style_trainer import StyleTrainingConfig
-from studio.edit_run import page_error
+from studio.messages import page_error
 from studio.train_uploads import PairUploads
 
 # The outputs every poll returns, in order (the poll adds the library signal after them).
@@ -41,9 +41,25 @@ TEXT_STYLE = "margin-top:4px;font-size:var(--text-sm);color:var(--body-text-colo
 IDLE = "Upload before/after pairs, name the style, then press **Train**. The Edit tab stays usable while a style trains."
 
 
+# Plain names for the settings whose field names are jargon; the field name stays in brackets so
+# the CLI's flag (``--timestep-shift``) can be found from the page.
+LABELS = {
+    "loss_weighting": "What the error measures (loss weighting)",
+    "timestep_sampling": "Which noise levels to practise on (timestep sampling)",
+    "timestep_shift": "Train more on noisy steps (timestep shift)",
+    "adversarial_weight": "Strength of the realism critic (adversarial weight)",
+    "adversarial_start": "Step the realism critic joins (adversarial start)",
+    "discriminator_learning_rate": "Learning rate of the realism critic (discriminator)",
+    "crop_margin": "Crop margin (enlarge before cropping)",
+    "checkpoint_every": "Save a checkpoint every … steps",
+    "sample_every": "Show a preview at most every … steps",
+    "warmup_steps": "Warm-up steps",
+}
+
+
 def label_of(name: str) -> str:
-    """How the page names a setting: ``batch_size`` -> ``Batch size``."""
-    return name.replace("_", " ").capitalize()
+    """How the page names a setting: ``batch_size`` -> ``Batch size``, or its plain name in :data:`LABELS`."""
+    return LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 def default_of(name: str) -> Any:

@@ -39,6 +39,7 @@ from studio.train_run import (
     resume_training,
     start_training,
 )
+from studio.messages import keeps_errors
 from studio.train_uploads import PairUploads, remove_pair, summary, update_uploads
 
 # Starting a job is quick (the work is in the runner's thread), so this queue never holds for long.
@@ -51,8 +52,8 @@ MINIMUMS = {"batch_size": 1, "learning_rate": 0, "warmup_steps": 0, "adversarial
 # The arrows of a decimal setting move by these (and the browser accepts values on this grid).
 CHOICES = {"loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_DISTRIBUTIONS}  # settings picked from a list, not typed
 DECIMAL_STEPS = {"learning_rate": 1e-4, "discriminator_learning_rate": 1e-5, "adversarial_weight": 0.01, "crop_margin": 0.01}
-# Run in the browser when Train or Resume is pressed: the buttons sit low on the page and the
-# progress at the top of the other column, so bring it into view (the inputs pass through).
+# Run in the browser when Resume is pressed: that button sits low in the column, the progress
+# above it, so bring the progress into view (the inputs pass through). Train sits right above it.
 SHOW_PROGRESS = "(...values) => { document.querySelector('#train-status')?.scrollIntoView({block: 'start'}); return values; }"
 LOSS_COLOURS = {"loss per step": "#cbd5e1", "average of 10 steps": "#ea580c"}
 INTRO = ("Give a few photos **before** and **after** the look you want (about 8 pairs is best), name the style and press "
@@ -88,26 +89,30 @@ def build_train_tab(context: StudioContext, jobs: TrainingJobs | None = None) ->
             with gr.Row(equal_height=False):
                 pairs_status = gr.Markdown(summary(PairUploads()), elem_id="train-pairs-status")
                 remove = gr.Button("Remove pair", size="sm", variant="secondary", scale=0, min_width=130, elem_id="train-remove")
+        with gr.Column(scale=1, min_width=360):
+            # Name, Train and Cancel at the top of this column, so Train is in view without scrolling
+            # (1280x720); the long list of settings is collapsed below the progress.
             # No max_length on these boxes: the browser would cut pasted text silently; Train refuses
             # text that is too long with the engine's message instead.
             name = gr.Textbox(label="Style name", placeholder="e.g. ink wash",
                               info=f"Up to {MAX_NAME_LENGTH} letters, digits, spaces, - or _; must differ from the styles in your library.",
                               elem_id="train-name")
-            description = gr.Textbox(label="Description", placeholder="What the style does, for the library", lines=2,
-                                     info=f"Up to {MAX_DESCRIPTION_LENGTH} characters.", elem_id="train-description")
-            trigger = gr.Textbox(label="Trigger phrase", placeholder="e.g. in ink wash style",
-                                 info=f"One line, up to {MAX_TRIGGER_LENGTH} characters; stored with the style and its exported LoRA.",
-                                 elem_id="train-trigger")
+            with gr.Row(equal_height=True):
+                description = gr.Textbox(label="Description", placeholder="What the style does, for the library",
+                                         info=f"Optional; up to {MAX_DESCRIPTION_LENGTH} characters.", elem_id="train-description")
+                trigger = gr.Textbox(label="Trigger phrase", placeholder="e.g. in ink wash style",
+                                     info=f"Optional; one line, up to {MAX_TRIGGER_LENGTH} characters; stored with the style and its exported LoRA.",
+                                     elem_id="train-trigger")
             steps = gr.Slider(label="Steps", info=help_of(StyleTrainingConfig, "steps"), minimum=1, maximum=STEPS_CEILING, step=1,
                               value=default_of("steps"), elem_id="train-steps")
-            with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
-                advanced = [setting_widget(setting) for setting in ADVANCED]
             with gr.Row():
                 run = gr.Button("Train", variant="primary", size="lg", elem_id="train-run")
                 cancel = gr.Button("Cancel", variant="stop", size="lg", elem_id="train-cancel")
-        with gr.Column(scale=1, min_width=360):
+            message = gr.Markdown("", elem_id="train-message")
             status = gr.Markdown(IDLE, elem_id="train-status")
             progress = gr.HTML("", elem_id="train-progress")
+            with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
+                advanced = [setting_widget(setting) for setting in ADVANCED]
             loss = gr.LinePlot(None, x="step", y="loss", color="series", color_map=LOSS_COLOURS, label="Training loss",
                                x_title="Step", y_title="Loss", elem_id="train-loss")
             preview = gr.Image(label="Preview", type="pil", interactive=False, height=240, buttons=["fullscreen"],
@@ -139,14 +144,19 @@ def build_train_tab(context: StudioContext, jobs: TrainingJobs | None = None) ->
     pairs.select(pick_pair, None, selected, queue=False, **private)
     remove.click(remove_pair, [uploads, selected, pairs], pair_outputs, concurrency_limit=1, concurrency_id=UPLOADS_QUEUE, **private)
 
+    # Train first checks at once (no queue limit), writing refusals under the button until the next press.
+    def check_handler(current, *values):
+        return check_training(jobs, current, *values), ""
+
     run.click(
-        lambda current, *values: check_training(jobs, current, *values), [uploads, *settings], status,
-        concurrency_limit=None, show_progress="hidden", js=SHOW_PROGRESS, **private,
+        keeps_errors(check_handler, outputs=2, at=1, title="Cannot train yet"), [uploads, *settings], [status, message],
+        concurrency_limit=None, show_progress="hidden", **private,
     ).success(
-        lambda current, *values: start_training(jobs, work_folder, current, *values), [uploads, *settings], view,
-        concurrency_limit=1, concurrency_id=TRAIN_QUEUE, show_progress="minimal", **private,
+        keeps_errors(lambda current, *values: (*start_training(jobs, work_folder, current, *values), gr.skip()), outputs=len(view) + 1,
+                     at=len(view), title="Cannot train"),
+        [uploads, *settings], [*view, message], concurrency_limit=1, concurrency_id=TRAIN_QUEUE, show_progress="minimal", **private,
     )
-    cancel.click(lambda: cancel_training(jobs), None, status, concurrency_limit=None, show_progress="hidden", **private)
+    cancel.click(lambda: (cancel_training(jobs), ""), None, [status, message], concurrency_limit=None, show_progress="hidden", **private)
     resume.click(
         lambda key: check_resume(jobs, key), resumable, status, concurrency_limit=None, show_progress="hidden", js=SHOW_PROGRESS,
         **private,

@@ -175,7 +175,7 @@ def test_edit_a_photo_in_the_browser(studio_url: str, tmp_path: Path) -> None:
 
             # Without a photo the page says what to do, and keeps serving.
             edit.click()
-            expect(page.get_by_text("Upload a photo first.")).to_be_visible(timeout=10_000)
+            expect(page.locator("#edit-message")).to_contain_text("Upload a photo first.", timeout=10_000)
             page.reload()
             expect(edit).to_be_visible(timeout=30_000)
 

@@ -71,8 +71,8 @@ def test_exports_give_a_lora_file_and_a_style_zip(context) -> None:
 
 
 def test_delete_needs_a_confirmation_and_leaves_the_other_style(context) -> None:
-    confirm_row, question = library_run.ask_delete("ink")
-    assert confirm_row["visible"] is True and "Delete" in question
+    confirm_row, question, status = library_run.ask_delete("ink")
+    assert confirm_row["visible"] is True and "Delete" in question and status == ""
     assert [record.name for record in context.library.list_styles()] == ["ink", "sepia"]
     steps = list(library_run.delete_style(context, "ink", 1))
     assert len(steps) == 1 and steps[0][-1] == 2 and "Deleted" in steps[0][-2]

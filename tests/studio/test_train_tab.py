@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import engine.training.pair_uploads as pair_uploads
+from engine.core.configuration import help_of
 from engine.library import StyleLibrary
 from engine.models.backbones.registry import load_backbone
 from engine.services.jobs import TrainingJobs
@@ -126,7 +127,12 @@ def test_the_tab_builds_with_stable_ids_defaults_and_help_texts(context) -> None
     defaults = StyleTrainingConfig()
     assert found["train-steps"].value == defaults.steps and found["train-batch-size"].value == defaults.batch_size
     assert found["train-learning-rate"].value == defaults.learning_rate
-    assert found["train-adversarial-weight"].info.startswith("Weight of the adversarial loss")
+    assert found["train-adversarial-weight"].info == help_of(StyleTrainingConfig, "adversarial_weight")
+    # Settings are named in plain words, with the field's name in brackets; no jargon without an explanation.
+    assert found["train-timestep-shift"].label == "Train more on noisy steps (timestep shift)"
+    assert "noisy steps" in found["train-timestep-shift"].info
+    assert "logit-normal' practises mostly on the middle" in found["train-timestep-sampling"].info
+    assert found["train-batch-size"].label == "Batch size"
     assert isinstance(jobs, TrainingJobs) and jobs.state().status == "idle"
     # No training event uses the edit queue, and the poll never waits for a worker.
     assert all(fn.concurrency_id != "edit" for fn in page.fns.values())
@@ -229,7 +235,7 @@ def test_train_refuses_bad_names_taken_names_and_empty_settings(context, tmp_pat
     assert config_from(4, *advanced_values(loss_weighting="velocity")).loss_weighting == "velocity"
     with pytest.raises(gr.Error, match="loss_weighting must be one of clean, velocity"):
         check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(loss_weighting="x0"))
-    with pytest.raises(gr.Error, match="Loss weighting is empty; choose one \\(the default is clean\\)"):
+    with pytest.raises(gr.Error, match="What the error measures \\(loss weighting\\) is empty; choose one \\(the default is clean\\)"):
         check_training(jobs, state, "Sepia", "", "", 4, *advanced_values(loss_weighting=None))
 
 
