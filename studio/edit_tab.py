@@ -32,21 +32,25 @@ MAX_WEIGHT = 1.5
 EDITABLE_KINDS = ("moe", "lora")
 
 
-class PhotoUpload(gr.Image):
+def photo_upload(**kwargs) -> gr.Image:
     """``gr.Image(type="filepath")`` that hands the upload to the handler unread.
 
     ``gr.Image`` opens every upload with Pillow before any handler runs, so a file that is no
     image (a text file named .jpg) fails inside Gradio with no message to the user. This one
     passes the uploaded file's path as it is; :func:`studio.edit_run.read_photo` reads it and says
-    what is wrong. The page shows it with Gradio's own image widget (``is_template``).
+    what is wrong. (Its own ``preprocess`` on the instance, not a subclass: Gradio writes a
+    ``.pyi`` file next to the module of every component class defined.)
     """
+    image = gr.Image(type="filepath", **kwargs)
+    as_gradio_reads_it = image.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
-        return super().preprocess(payload)
+        return as_gradio_reads_it(payload)
+
+    image.preprocess = preprocess
+    return image
 
 
 def style_choices(library: StyleLibrary, backbone_name: str) -> list[str]:
@@ -68,7 +72,7 @@ def build_edit_tab(context: StudioContext) -> None:
     choices = style_choices(context.library, backbone.name)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            photo = PhotoUpload(label="Photo", type="filepath", sources=["upload", "clipboard"], height=280, elem_id="edit-photo")
+            photo = photo_upload(label="Photo", sources=["upload", "clipboard"], height=280, elem_id="edit-photo")
             # What is wrong with the photo or the request, next to the photo, until the next action.
             message = gr.Markdown("", elem_id="edit-message")
             style_rows, style_inputs, dropdowns = [], [], []
