@@ -1,7 +1,9 @@
 """Pretraining the embedded model: the data recipe, generic edits, and exact resume."""
 
 import pytest
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import engine.training.pretrain as pretrain_module
@@ -35,7 +37,14 @@ def test_split_holds_out_every_eighth_name_and_nothing_else():
 
 
 def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
-    common = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "3", "--steps", "6"]
+    # Photos of its own, so the test does not depend on where the checkout sits beside ../shared/photos.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(8):  # with scikit-image's 9, past the pool's minimum of 16
+        array = np.random.default_rng(index).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        Image.fromarray(array, mode="RGB").save(photos / f"photo{index}.png")
+    common = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "3", "--steps", "6",
+              "--photos", str(photos)]
     main([*common, "--run-folder", str(tmp_path / "straight"), "--output", str(tmp_path / "straight-model")])
 
     real_save = pretrain_module.save_checkpoint
