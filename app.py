@@ -12,7 +12,6 @@ import sys
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-MAX_UPLOAD = "20mb"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with library:
         studio = build_studio(new_context(backbone, args.model, library))
-        launch_studio(studio, host=args.host, port=args.port, max_file_size=MAX_UPLOAD)
+        launch_studio(studio, host=args.host, port=args.port)
     return 0
 
 

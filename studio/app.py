@@ -20,7 +20,9 @@ from studio.train_tab import build_train_tab
 TITLE = "Atelier"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-MAX_UPLOAD = "20mb"
+# Uploads above this are refused by the server: room for a 24 MP photo (the render cap) even as a
+# 16-bit PNG, far below what would strain memory.
+MAX_UPLOAD = "200mb"
 HEADER = """\
 # Atelier
 A desktop studio for few-shot, multi-style image editing. **Edit** a photo in a style from your
@@ -91,11 +93,13 @@ def launch_studio(
     max_file_size: str | int = MAX_UPLOAD,
     **launch_kwargs,
 ) -> None:
-    """Serve the studio with its queue on; blocks until the server stops (Ctrl+C)."""
+    """Serve the studio with its queue on; blocks until the server stops (Ctrl+C). No share link is
+    made (the studio is a desktop app), and it answers on ``host`` only (this machine by default)."""
     studio.queue(default_concurrency_limit=1)
     studio.launch(
         server_name=host,
         server_port=port,
+        share=False,
         max_file_size=max_file_size,
         theme=studio_theme(),
         css=CSS,
