@@ -22,7 +22,8 @@ from PIL import Image
 
 from engine.core.errors import AtelierError, InputError
 from engine.library import StyleRecord
-from engine.rendering.render_choice import describe_settings
+from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.render_choice import GUIDED_CANDIDATES, describe_settings
 from engine.services import style_ops
 from studio.context import StudioContext
 from studio.messages import page_error
@@ -106,6 +107,34 @@ def select_style(context: StudioContext, names: list[str], event: gr.SelectData)
     # An imported LoRA has no pairs: no empty pairs box then.
     return (name, details_markdown(record), gr.update(value=pairs, visible=bool(pairs)), name, record.description,
             record.trigger, gr.update(visible=True))
+
+
+def render_options() -> list[str]:
+    """The Library's render menu: every guided candidate training chooses from, then resize."""
+    return [describe_settings(settings) for settings in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))]
+
+
+def current_render(context: StudioContext, selected: str | None) -> Any:
+    """The render menu showing the selected style's settings (a menu entry, or added if set otherwise)."""
+    if not selected:
+        return gr.update(value=None)
+    label = describe_settings(context.library.get_style(selected).render_settings)
+    choices = render_options()
+    return gr.update(choices=choices if label in choices else [*choices, label], value=label)
+
+
+def set_render(context: StudioContext, selected: str | None, label: str | None, version: float | None):
+    """Set the selected style's full-size render by hand, from the menu."""
+    name = _require(selected)
+    settings = {describe_settings(item): item for item in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))}.get(label or "")
+    if settings is None:
+        raise page_error(InputError(f"pick one of the render settings in the menu, not {label!r}"), "Cannot set the render")
+    try:
+        record = context.library.set_render(name, settings)
+    except AtelierError as error:
+        raise page_error(error, "Cannot set the render") from error
+    return (details_markdown(record), f"**{html.escape(name)}** now reaches the photo's size by {html.escape(label)}.",
+            context.bump(version))
 
 
 def _require(selected: str | None) -> str:

@@ -1,5 +1,5 @@
 """The Library page: browse and search the styles, see one in full, rename it, edit its
-description and trigger, export it (LoRA file or style zip), delete it (after a confirmation),
+description, trigger and full-size render, export it (LoRA file or style zip), delete it (after a confirmation),
 and import a style zip or an external LoRA file.
 
 Layout and wiring only; the handlers are in :mod:`studio.library_run`. The gallery refreshes
@@ -56,6 +56,11 @@ def build_library_tab(context: StudioContext) -> None:
                     description = gr.Textbox(label="Description", scale=3, elem_id="library-description")
                     trigger = gr.Textbox(label="Trigger", scale=2, elem_id="library-trigger")
                     save = gr.Button("Save", scale=1, min_width=90, elem_id="library-save")
+                with gr.Row(equal_height=True):
+                    render = gr.Dropdown(label="Full-size render", choices=library_run.render_options(), scale=3,
+                                         info="How edits reach the photo's size; training chose one from the style's pairs.",
+                                         elem_id="library-render")
+                    set_render = gr.Button("Set render", scale=1, min_width=110, elem_id="library-set-render")
                 with gr.Row():
                     export_lora = gr.Button("Export LoRA file", elem_id="library-export-lora")
                     export_zip = gr.Button("Export style zip", elem_id="library-export-zip")
@@ -78,7 +83,10 @@ def build_library_tab(context: StudioContext) -> None:
         return (*library_run.select_style(context, names, event), gr.update(visible=False), gr.update(value=None, visible=False), "")
 
     gallery.select(select, shown_names,
-                   [selected, details, pairs, new_name, description, trigger, manage, confirm_row, download, status], **PRIVATE)
+                   [selected, details, pairs, new_name, description, trigger, manage, confirm_row, download, status], **PRIVATE,
+                   ).then(partial(library_run.current_render, context), selected, render, queue=False, **PRIVATE)
+    set_render.click(keeps_errors(partial(library_run.set_render, context), outputs=3, at=1, title="Cannot set the render"),
+                     [selected, render, version], [details, status, version], **PRIVATE)
     rename.click(keeps_errors(partial(library_run.rename_style, context), outputs=4, at=2, title="Cannot rename"), [selected, new_name, version], [selected, details, status, version], **PRIVATE)
     save.click(keeps_errors(partial(library_run.save_details, context), outputs=3, at=1, title="Cannot save"), [selected, description, trigger, version], [details, status, version], **PRIVATE)
     export_lora.click(keeps_errors(partial(library_run.export_style, context, as_zip=False), outputs=2, at=1, title="Cannot export"), selected, [download, status],

@@ -46,6 +46,25 @@ def test_search_and_details(context) -> None:
     assert (name, description, trigger) == ("ink", "ink look", "in ink style")
 
 
+def test_the_render_menu_shows_the_styles_render_and_sets_it_by_hand(context) -> None:
+    studio = build_studio(context)
+    found = {block.elem_id: block for block in studio.blocks.values() if getattr(block, "elem_id", None)}
+    assert "library-render" in found and "library-set-render" in found
+    shown = library_run.current_render(context, "ink")
+    assert shown["value"] == "guided, radius 2, ε 0.001" and shown["value"] in shown["choices"]
+    assert "resize (bicubic upscaling)" in shown["choices"] and len(shown["choices"]) == 13
+    details, status, version = library_run.set_render(context, "ink", "guided, radius 4, ε 0.001, detail 0.5", 7)
+    assert version == 8 and "now reaches the photo's size" in status and "(set by hand)" in details
+    settings = context.library.get_style("ink").render_settings
+    assert (settings.guided_radius, settings.guided_epsilon, settings.guided_detail) == (4, 1e-3, 0.5)
+    assert library_run.current_render(context, "ink")["value"] == "guided, radius 4, ε 0.001, detail 0.5"
+    assert context.library.get_style("sepia").render is None  # the other style is untouched
+    with pytest.raises(gr.Error, match="pick one of the render settings"):
+        library_run.set_render(context, "ink", "sharpest", 8)
+    with pytest.raises(gr.Error, match="Pick a style"):
+        library_run.set_render(context, None, "resize (bicubic upscaling)", 8)
+
+
 def test_rename_save_and_every_change_bumps_the_signal(context) -> None:
     selected, details, status, version = library_run.rename_style(context, "ink", "ink wash", 3)
     assert selected == "ink wash" and version == 4 and "Renamed" in status
