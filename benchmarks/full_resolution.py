@@ -28,8 +28,10 @@ from PIL import Image
 from benchmarks.dataset import TEST_PHOTOS
 from benchmarks.originals import DEFAULT_CACHE, fetch, originals
 from benchmarks.report import add_out_argument, publish
-from benchmarks.styles import STYLES
+from benchmarks.held_back import HELD_BACK_STYLES
+from benchmarks.styles import STYLES, StyleSpec
 from engine.core.assets import REPOSITORY
+from engine.core.errors import InputError
 from engine.core.imaging import load_photo
 from engine.library import StyleLibrary
 from engine.metrics.blockiness import blockiness
@@ -67,12 +69,21 @@ def full_size_photos(long_side: int, cache: Path) -> dict[str, Image.Image]:
     return photos
 
 
+def target_style(style: str) -> StyleSpec:
+    """A benchmark style (:mod:`benchmarks.styles`) or a held-back one made by OpenCV
+    (:mod:`benchmarks.held_back`, which needs OpenCV installed), by name."""
+    specs = {**STYLES, **HELD_BACK_STYLES}
+    if style not in specs:
+        raise InputError(f"unknown style {style!r}; known: {', '.join(specs)}")
+    return specs[style]
+
+
 def cached_target(style: str, name: str, photo: Image.Image, folder: Path) -> Image.Image:
     path = folder / f"{style.replace(' ', '-')}-{name}-{photo.width}x{photo.height}.png"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial.png")
-        STYLES[style](photo).save(partial)
+        target_style(style)(photo).save(partial)
         partial.rename(path)
     return Image.open(path).convert("RGB")
 
@@ -129,7 +140,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.full_resolution", description=__doc__.splitlines()[0])
-    parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles.")
+    parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles (or held-back ones, e.g. 'opencv stylization').")
     parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided, guided:RADIUS:EPSILON[:DETAIL], or stored (each style's own choice).")
     parser.add_argument("--long-side", type=int, default=1024, help="The photos' long side in pixels.")
     parser.add_argument("--library", type=Path, default=REPOSITORY / "styles", help="The style library to edit with.")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.dataset import area_fit, write_pairs
-from benchmarks.full_resolution import STORED
+from benchmarks.full_resolution import STORED, target_style
 from benchmarks.full_resolution import run as score_at_full_resolution
 from benchmarks.originals import DEFAULT_CACHE
 from benchmarks.report import add_out_argument, publish
@@ -36,7 +36,7 @@ from engine.training.style_trainer import StyleTrainingConfig
 
 def train_and_score(style: str, margin: float, steps: int, pair_resolution: int, folder: Path) -> dict:
     """One style trained at one crop margin, then its full-size scores (unedited and stored render)."""
-    pairs = write_pairs(style, "train", folder / "pairs", area_fit(pair_resolution))
+    pairs = write_pairs(target_style(style), "train", folder / "pairs", area_fit(pair_resolution))
     library_folder = folder / "library"
     config = dataclasses.replace(StyleTrainingConfig(), steps=steps, crop_margin=margin)
     started = time.perf_counter()
@@ -51,7 +51,8 @@ def train_and_score(style: str, margin: float, steps: int, pair_resolution: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--styles", default="oil paint,vintage", help="Comma-separated benchmark styles.")
+    parser.add_argument("--styles", default="oil paint,vintage",
+                        help="Comma-separated benchmark styles, or held-back ones made by OpenCV (e.g. 'opencv stylization').")
     parser.add_argument("--margins", default="1.15,2.0", help="Comma-separated crop margins to train at.")
     parser.add_argument("--steps", type=int, default=150, help="Training steps per style.")
     parser.add_argument("--pair-resolution", type=int, default=512, help="Side of the square area the training pairs have.")
