@@ -72,7 +72,9 @@ def build_edit_tab(context: StudioContext) -> None:
     choices = style_choices(context.library, backbone.name)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            photo = photo_upload(label="Photo", sources=["upload", "clipboard"], height=280, elem_id="edit-photo")
+            # The photo 200 px tall and no help line under the first style: Edit stays in view at
+            # 1280x720, so pressing it never needs a scroll that takes the tabs and status off-screen.
+            photo = photo_upload(label="Photo", sources=["upload", "clipboard"], height=200, elem_id="edit-photo")
             # What is wrong with the photo or the request, next to the photo, until the next action.
             message = gr.Markdown("", elem_id="edit-message")
             style_rows, style_inputs, dropdowns = [], [], []
@@ -81,7 +83,6 @@ def build_edit_tab(context: StudioContext) -> None:
                     dropdown = gr.Dropdown(
                         label="Style" if index == 0 else f"Mix in style {index + 1}",
                         choices=choices, value=choices[1] if index == 0 and len(choices) > 1 else NO_STYLE,
-                        info="A style from your library." if index == 0 else None,
                         scale=3, elem_id=f"edit-style-{index + 1}",
                     )
                     weight = gr.Slider(label="Weight", minimum=0.0, maximum=MAX_WEIGHT, step=0.05, value=1.0,
