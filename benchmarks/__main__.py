@@ -1,5 +1,6 @@
-"""``python -m benchmarks [styles|fusion]`` (also reached as ``python -m engine bench``): the
-five-style benchmark (``--fast`` for a smoke run), or the subject/style fusion benchmark."""
+"""``python -m benchmarks [styles|fusion|reliability]`` (also reached as ``python -m engine bench``):
+the five-style benchmark (``--fast`` for a smoke run), the subject/style fusion benchmark, or the
+bad-input reliability suite (:mod:`benchmarks.reliability`)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from engine.models.backbones.registry import EMBEDDED, load_backbone
 
 PROG = "python -m engine bench"
 SUMMARY = ("Run the five-style benchmark (one MoE LoRA against per-style LoRAs, the base model and the identity), "
-           "or with 'fusion' the subject/style fusion benchmark.")
+           "with 'fusion' the subject/style fusion benchmark, or with 'reliability' the bad-input suite.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", nargs="?", choices=("styles", "fusion"), default="styles",
-                        help="Which benchmark: 'styles' (default) or 'fusion' (EST-LoRA against K-LoRA and merge).")
+    parser.add_argument("suite", nargs="?", choices=("styles", "fusion", "reliability"), default="styles",
+                        help="Which benchmark: 'styles' (default), 'fusion' (EST-LoRA against K-LoRA and merge) or "
+                             "'reliability' (bad inputs through the CLI, the library and the studio's handlers).")
     fusion = parser.add_argument_group("fusion benchmark")
     fusion_bench.add_arguments(fusion)
     parser.add_argument("--fast", action="store_true", help="A smoke run: two styles, a few steps, two test pairs (for tests).")
@@ -33,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.suite == "fusion":
         return fusion_bench.run_command(args)
+    if args.suite == "reliability":
+        from benchmarks import reliability  # imports the studio (gradio) only when asked for
+
+        return reliability.main(["--out", str(args.out)] if args.out is not None else [])
     config = FAST if args.fast else config_from_args(BenchmarkConfig, args)
     backbone = load_backbone(args.model)
     report = run_benchmark(backbone, config)

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import sqlite_utils
 
+from engine.core.errors import InputError
 from engine.library.names import name_key
 
 # Seconds a connection waits for another writer before giving up with "database is locked".
@@ -42,8 +43,18 @@ class LibraryDatabase:
         self._all: list[sqlite_utils.Database] = []
         self._guard = threading.Lock()
         self._closed = False
-        with self._guard:
-            first = self._connect()
+        try:
+            with self._guard:
+                first = self._connect()
+            first.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.OperationalError:
+            raise  # locked, busy or unreachable: not a damaged file
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise InputError(
+                f"{path} is not a readable style library database ({error}); the file is damaged: restore it from "
+                "a backup, or use another library folder to start a new one"
+            ) from error
         # The journal mode is stored in the file, so setting it once is enough; FULL sync makes a
         # commit durable before files it made unreferenced are deleted (in WAL mode NORMAL can
         # lose the last commits on power loss, which would then point at deleted files).

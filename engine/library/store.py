@@ -58,7 +58,8 @@ from engine.rendering.full_resolution import RenderSettings
 from engine.rendering.render_choice import RenderChoice
 
 # How a taken name is refused unless the caller words it otherwise (see StyleLibrary.check_name_free).
-TAKEN_MESSAGE = "the style library {library} already has a style named {taken!r}; choose another name or delete that style"
+TAKEN_MESSAGE = ("the name {name!r} (compared without case, after Unicode NFC) is taken: the style library {library} "
+                 "already has a style named {taken!r}; choose another name or delete that style")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ folder) works too.
 
 from __future__ import annotations
 
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from engine.core.imaging import load_photo
 MIN_PAIRS = 2
 ASPECT_TOLERANCE = 0.02
 MAX_ZIP_BYTES = 512 * 1024 * 1024
+# Entries a pairs zip may hold: 1,000 pairs, far more than a style needs.
+MAX_ZIP_MEMBERS = 2_000
 
 
 @dataclass
@@ -48,25 +51,31 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
 
 
 def extract_zip(archive: Path, into: Path) -> Path:
-    """Extract a pairs zip safely (no absolute or parent paths, bounded size); returns the folder
-    holding ``before/`` and ``after/``."""
+    """Extract a pairs zip safely (no absolute or parent paths, no symbolic links, bounded size
+    and number of files); returns the folder holding ``before/`` and ``after/``."""
+    choose = "zip a folder holding before/ and after/ and give that"
     try:
         with zipfile.ZipFile(archive) as handle:
             members = handle.infolist()
+            if len(members) > MAX_ZIP_MEMBERS:
+                raise InputError(f"{archive} holds {len(members):,} entries, more than the {MAX_ZIP_MEMBERS:,} a pairs zip may; "
+                                 "give fewer pairs")
             if sum(member.file_size for member in members) > MAX_ZIP_BYTES:
-                raise InputError(f"{archive} unpacks to more than {MAX_ZIP_BYTES // 2**20} MB")
+                raise InputError(f"{archive} unpacks to more than {MAX_ZIP_BYTES // 2**20} MB; give fewer or smaller photos")
             for member in members:
                 target = (into / member.filename).resolve()
                 if not target.is_relative_to(into.resolve()):
-                    raise InputError(f"{archive} holds an unsafe path {member.filename!r}")
+                    raise InputError(f"{archive} holds an unsafe path {member.filename!r} (outside the extraction folder); {choose}")
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise InputError(f"{archive} holds the symbolic link {member.filename!r}; {choose}, without links")
             handle.extractall(into)
     except zipfile.BadZipFile as error:
-        raise InputError(f"{archive} is not a readable zip file ({error})") from error
+        raise InputError(f"{archive} is not a readable zip file ({error}); {choose}") from error
     candidates = [into] + [path for path in into.iterdir() if path.is_dir()]
     for candidate in candidates:
         if (candidate / "before").is_dir() and (candidate / "after").is_dir():
             return candidate
-    raise InputError(f"{archive} has no before/ and after/ folders")
+    raise InputError(f"{archive} has no before/ and after/ folders; {choose}")
 
 
 def read_pairs(location: str | Path) -> list[Pair]:
@@ -84,7 +93,11 @@ def read_pairs(location: str | Path) -> list[Pair]:
             raise InputError(f"{location} is a file but not a .zip; give a folder with before/ and after/ or a zip of one")
         # The images are read fully into memory, so the extracted copy can go straight away.
         with tempfile.TemporaryDirectory(prefix="atelier-pairs-") as temporary:
-            return read_pairs(extract_zip(location, Path(temporary)))
+            try:
+                return read_pairs(extract_zip(location, Path(temporary)))
+            except InputError as error:
+                # Name the zip, not the temporary folder it was unpacked to.
+                raise InputError(str(error).replace(temporary, str(location))) from error
     before_folder, after_folder = location / "before", location / "after"
     for folder in (before_folder, after_folder):
         if not folder.is_dir():
@@ -94,7 +107,8 @@ def read_pairs(location: str | Path) -> list[Pair]:
     if only_before or only_after:
         missing = [f"{befores[name].name} has no after/ match" for name in only_before]
         missing += [f"{afters[name].name} has no before/ match" for name in only_after]
-        raise InputError(f"unmatched pairs in {location}: {'; '.join(missing[:4])}")
+        raise InputError(f"unmatched pairs in {location}: {'; '.join(missing[:4])}; give each before/ photo an after/ photo "
+                         "of the same name")
     if len(befores) < MIN_PAIRS:
         raise InputError(f"{location} holds {len(befores)} pair(s); a style needs at least {MIN_PAIRS} (about 8 is best)")
     pairs = []

@@ -162,3 +162,24 @@ def test_rename_and_update(library: StyleLibrary, pairs: list, tmp_path: Path) -
     with pytest.raises(InputError, match="spans several lines"):
         library.update_style("Ink Wash", trigger="a\nb")
     assert library.check() == []
+
+
+def test_a_taken_name_is_refused_naming_both_the_name_asked_for_and_the_stored_one(library: StyleLibrary, pairs: list,
+                                                                                    tmp_path: Path) -> None:
+    publish_two(library, pairs, tmp_path)
+    with pytest.raises(InputError) as caught:
+        library.check_name_free("INK WASH")
+    assert str(caught.value) == (f"the name 'INK WASH' (compared without case, after Unicode NFC) is taken: the style library "
+                                 f"{library.root} already has a style named 'Ink Wash'; choose another name or delete that style")
+
+
+def test_a_damaged_database_file_is_refused_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "library.db").write_bytes(b"not sqlite at all " * 300)
+    with pytest.raises(InputError) as caught:
+        StyleLibrary.open(folder)
+    assert str(caught.value) == (f"{folder.absolute() / 'library.db'} is not a readable style library database (file is not a "
+                                 "database); the file is damaged: restore it from a backup, or use another library folder to "
+                                 "start a new one")
+    assert (folder / "library.db").read_bytes() == b"not sqlite at all " * 300  # left as it was, for recovery

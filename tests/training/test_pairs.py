@@ -69,3 +69,33 @@ def test_bad_pairs_name_the_problem(tmp_path, case, message):
         location.write_text("x")
     with pytest.raises(InputError, match=message):
         read_pairs(location)
+
+
+def test_a_zip_with_a_symbolic_link_or_too_many_entries_is_refused_naming_it(tmp_path):
+    linked = tmp_path / "linked.zip"
+    with zipfile.ZipFile(linked, "w") as handle:
+        info = zipfile.ZipInfo("before/a.png")
+        info.create_system, info.external_attr = 3, 0o120777 << 16
+        handle.writestr(info, "/etc/passwd")
+    with pytest.raises(InputError, match=r"linked\.zip holds the symbolic link 'before/a\.png'; zip a folder"):
+        read_pairs(linked)
+    crowded = tmp_path / "crowded.zip"
+    with zipfile.ZipFile(crowded, "w") as handle:
+        for index in range(2_001):
+            handle.writestr(f"before/{index}.txt", "")
+    with pytest.raises(InputError, match=r"crowded\.zip holds 2,001 entries, more than the 2,000 a pairs zip may; give fewer pairs"):
+        read_pairs(crowded)
+
+
+def test_problems_inside_a_zip_name_the_zip_not_the_temporary_folder(tmp_path):
+    folder = make_folder(tmp_path / "set")
+    (folder / "after" / "b.jpg").unlink()
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in folder.rglob("*.*"):
+            handle.write(path, str(path.relative_to(folder)))
+    with pytest.raises(InputError) as caught:
+        read_pairs(archive)
+    message = str(caught.value)
+    assert message.startswith(f"unmatched pairs in {archive}: b.png has no after/ match; give each before/ photo")
+    assert "atelier-pairs-" not in message
