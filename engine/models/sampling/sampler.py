@@ -7,8 +7,7 @@ noised to the first sigma, as diffusers' image-to-image pipelines do (SDEdit, Me
 The starting noise is scaled by ``noise_scale``, the temperature of Glow's reduced-temperature
 sampling (Kingma & Dhariwal 2018, section 5). At 0 the Euler walk starts from zero, the noise's
 mean, and is deterministic: the embedded model's edits score higher that way and lose
-the per-patch colour grid that styled edits read from the noise (BENCHMARKS.md, "Editing from
-zero noise").
+the per-patch colour grid that styled edits read from the noise (docs/decisions/2026-11-30-zero-noise-edits.md).
 """
 
 from __future__ import annotations
