@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
-import struct
 import sys
 import tempfile
 import time
 import traceback
-import zipfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,8 +27,9 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
+from benchmarks.reliability_inputs import (
+    bomb_png, corrupt, exif_rotated, gradient, lora_file, lora_tensors, pairs_folder, png_bytes, saved, truncated, write_bytes, zip_with)
 from benchmarks.report import add_out_argument, publish
 
 CLI, LIBRARY, STUDIO = "CLI", "library", "studio"
@@ -121,96 +118,6 @@ def judge(case: str, entry: str, answer: Answer, names: str | None, valid: bool 
     if "; " not in message and ": " not in message:
         problems.append("does not say what to do")
     return Case(case, entry, "refused", message.strip().splitlines()[0] if message.strip() else "", not problems, "; ".join(problems))
-
-
-# --- building bad inputs --------------------------------------------------------------------
-
-def gradient(size: tuple[int, int] = (48, 32)) -> Image.Image:
-    return Image.linear_gradient("L").resize(size).convert("RGB")
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def bomb_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
-    """A few-hundred-byte PNG whose header declares ``width x height`` pixels."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    data = zlib.compress(b"\x00" * 1024)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b""))
-    return path
-
-
-def saved(path: Path, image: Image.Image, **options) -> Path:
-    image.save(path, **options)
-    return path
-
-
-def truncated(path: Path, source: Path, keep: float = 0.5) -> Path:
-    data = source.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
-
-
-def corrupt(path: Path, source: Path) -> Path:
-    """``source`` with the middle third of its bytes overwritten by random ones."""
-    data = bytearray(source.read_bytes())
-    start, stop = len(data) // 3, 2 * len(data) // 3
-    data[start:stop] = np.random.default_rng(0).integers(0, 256, stop - start, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    return path
-
-
-def exif_rotated(path: Path) -> Path:
-    """A 48x32 JPEG whose EXIF orientation (6) says: rotate 90 degrees to show it upright (32x48)."""
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    gradient((48, 32)).save(path, exif=exif.tobytes())
-    return path
-
-
-def zip_with(path: Path, members: list[tuple[str, bytes]], symlink: str | None = None) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members:
-            archive.writestr(zipfile.ZipInfo(name), data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777 << 16)
-            info.create_system = 3
-            archive.writestr(info, "/etc/passwd")
-    return path
-
-
-def png_bytes(colour: tuple[int, int, int] = (90, 40, 20)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (24, 16), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def lora_tensors(backbone, seed: int = 0, rank: int = 2) -> dict[str, torch.Tensor]:
-    """A diffusers/peft-keyed LoRA with small random factors on two layers of ``backbone``."""
-    generator = torch.Generator().manual_seed(seed)
-    modules = dict(backbone.transformer.named_modules())
-    tensors = {}
-    for name in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.proj_out"):
-        linear = modules[name]
-        tensors[f"transformer.{name}.lora_A.weight"] = 0.3 * torch.randn(rank, linear.in_features, generator=generator)
-        tensors[f"transformer.{name}.lora_B.weight"] = 0.3 * torch.randn(linear.out_features, rank, generator=generator)
-    return tensors
-
-
-def lora_file(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
-    save_file({key: value.contiguous() for key, value in tensors.items()}, str(path))
-    return path
-
-
-def pairs_folder(folder: Path, befores: list[str], afters: list[str]) -> Path:
-    for side, names in (("before", befores), ("after", afters)):
-        (folder / side).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            suffix = Path(name).suffix.lower()
-            Image.new("RGB", (24, 16), (90, 40, 20)).save(folder / side / name, format="JPEG" if suffix == ".jpg" else "PNG")
-    return folder
 
 
 # --- the suite ------------------------------------------------------------------------------
@@ -312,7 +219,7 @@ def run_suite(work: Path) -> dict:
         ("pairs zip with a symlink", zip_with(pairs / "symlink.zip", [("before/a.png", image), ("after/a.png", image)],
                                               symlink="before/b.png")),
         ("pairs zip with 10,000 entries", zip_with(pairs / "many.zip", [(f"before/{index}.txt", b"") for index in range(10_000)])),
-        ("pairs zip that is not a zip", _write(pairs / "garbage.zip", b"PK\x03\x04 not really a zip" * 10)),
+        ("pairs zip that is not a zip", write_bytes(pairs / "garbage.zip", b"PK\x03\x04 not really a zip" * 10)),
     ]
     for case, archive in pair_zips:
         cases.append(judge(case, LIBRARY + " read_pairs", run_call(lambda archive=archive: read_pairs(archive)), archive.name))
@@ -325,7 +232,7 @@ def run_suite(work: Path) -> dict:
         ("style zip with a .. entry", zip_with(zips / "parent.zip", [("style.json", b"{}"), ("../../evil", b"x")])),
         ("style zip with a symlink", zip_with(zips / "symlink.zip", [("style.json", b"{}")], symlink="link")),
         ("style zip with 10,000 entries", zip_with(zips / "many.zip", [(f"f{index}", b"") for index in range(10_000)])),
-        ("style zip that is not a zip", _write(zips / "garbage.zip", os.urandom(2048))),
+        ("style zip that is not a zip", write_bytes(zips / "garbage.zip", os.urandom(2048))),
         ("style zip without a manifest", zip_with(zips / "plain.zip", [("hello.txt", b"hi")])),
     ]
     for case, archive in style_zips:
@@ -347,7 +254,7 @@ def run_suite(work: Path) -> dict:
         ("LoRA with wrong shapes", lora_file(loras / "shapes.safetensors", wrong)),
         ("LoRA with unknown keys", lora_file(loras / "unknown.safetensors", unknown)),
         ("LoRA that is a torch pickle named .safetensors", pickle_file),
-        ("LoRA that is a zero-byte file", _write(loras / "empty.safetensors", b"")),
+        ("LoRA that is a zero-byte file", write_bytes(loras / "empty.safetensors", b"")),
     ]
     for index, (case, file) in enumerate(bad_loras):
         cases.append(judge(case, CLI + " styles import", run_cli(
@@ -434,11 +341,6 @@ def studio_cases(work: Path, model: Path, library_folder: Path, text_jpg: Path, 
             context.editor.release()
     del gr
     return cases
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
 
 
 def summary(cases: list[Case]) -> list[dict]:
