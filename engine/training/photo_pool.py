@@ -25,6 +25,16 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "photos"
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 HOLD_OUT_EVERY = 8
+HOLDOUT_LIST = SHARED_PHOTOS.parent / "holdout.txt"
+
+
+def held_out_stems(listing: Path = HOLDOUT_LIST) -> set[str]:
+    """Case-folded file stems that must never be trained on (``../shared/holdout.txt``; ``#`` starts a
+    comment). A missing list holds nothing back."""
+    if not listing.is_file():
+        return set()
+    lines = (line.split("#", 1)[0].strip() for line in listing.read_text().splitlines())
+    return {line.casefold() for line in lines if line}
 
 
 def skimage_photos() -> dict[str, np.ndarray]:
@@ -42,8 +52,9 @@ def load_photos(folder: Path = SHARED_PHOTOS, include_skimage: bool = True, max_
     if not folder.is_dir():
         raise InputError(f"photo folder {folder} not found; pass --photos DIR")
     photos: dict[str, np.ndarray] = {}
+    never = held_out_stems()
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in PHOTO_SUFFIXES:
+        if path.suffix.lower() in PHOTO_SUFFIXES and path.stem.casefold() not in never:
             with Image.open(path) as image:
                 image = image.convert("RGB")
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)

@@ -12,6 +12,10 @@ Recipe (fixed seed; data in :mod:`engine.training.photo_pool`):
   are shipped by default, since over a short run the EMA lags behind them.
 * Data for step ``k`` comes from a generator seeded by ``(seed, k)``, so a resumed run sees the
   same batches as an uninterrupted one.
+* Version 2 options: start from a trained model (``init_from``, grown by
+  :mod:`engine.training.model_growth`), add the downloaded photo pool (``extra_photos``, made by
+  :mod:`engine.training.photo_download`), move the patch grid by a random offset per step
+  (``grid_shift``), and run the forward pass in bfloat16 autocast (``bf16``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from engine.models.backbones.embedded.config import PRESETS
 from engine.models.backbones.embedded.instructions import GENERATE, GENERIC_EDITS, IDENTITY, INSTRUCTIONS
 from engine.training.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
+from engine.training.model_growth import grow_into
 from engine.training.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
 from engine.training.schedules import sample_timesteps, warmup_cosine
 
@@ -56,6 +61,10 @@ class PretrainConfig:
     photos: str = option(str(SHARED_PHOTOS), "Folder of training photos (scikit-image's are added).")
     output: str = option(str(ASSETS), "Folder the finished model (EMA weights, config, card) is written to.")
     run_folder: str = option("runs/pretrain", "Folder for checkpoints and the training log.")
+    init_from: str = option("", "Folder of a trained embedded model to start from (grown to the preset); empty starts from random weights.")
+    extra_photos: str = option("", "Folder of more training photos (python -m engine.training.photo_download); all of them train.")
+    grid_shift: bool = option(False, "Move the patch grid by a random 0..p-1 px offset per step, so no pixel border is always a patch border.")
+    bf16: bool = option(False, "Run forward and backward passes in bfloat16 autocast (weights and optimizer stay fp32).")
 
     def __post_init__(self) -> None:
         require(self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}")
@@ -90,7 +99,8 @@ def learning_rate_at(config: PretrainConfig, step: int) -> float:
     return warmup_cosine(config.learning_rate, config.warmup_steps, config.steps, step)
 
 
-def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timesteps, noise) -> torch.Tensor:
+def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timesteps, noise,
+                       grid_offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Mean squared error between predicted and true velocity ``noise - x_0``.
 
     ``targets``, ``sources``, ``noise``: ``(B, 3, H, W)``; ``ids``, ``timesteps``: ``(B,)``.
@@ -100,8 +110,8 @@ def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timest
     time = timesteps.view(-1, 1, 1, 1)
     noisy = (1 - time) * targets + time * noise
     condition = Condition([], {"instruction_ids": ids})
-    velocity = backbone.predict_velocity(noisy, timesteps, sources, condition)
-    return torch.mean((velocity - (noise - targets)) ** 2)
+    velocity = backbone.predict_velocity(noisy, timesteps, sources, condition, grid_offset=grid_offset)
+    return torch.mean((velocity.float() - (noise - targets)) ** 2)
 
 
 def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
@@ -109,8 +119,15 @@ def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
     nothing to ``config.output``."""
     photos = load_photos(Path(config.photos))
     train_names, _ = split(list(photos))
-    sampler = CropSampler.from_arrays([photos[name] for name in train_names])
+    arrays = [photos[name] for name in train_names]
+    if config.extra_photos:
+        arrays += list(load_photos(Path(config.extra_photos), include_skimage=False).values())
+    sampler = CropSampler.from_arrays(arrays)
+    log(f"training on {len(arrays)} photos")
     backbone = EmbeddedBackbone.from_config(config.preset, seed=config.seed)
+    if config.init_from:
+        new = grow_into(EmbeddedBackbone.from_pretrained(config.init_from), backbone)
+        log(f"started from {config.init_from}; {len(new)} new tensors")
     model = backbone.model.train().requires_grad_(True)
     sizes = buckets(backbone.native_resolution, backbone.resolution_multiple)
     ema = {name: value.detach().clone() for name, value in model.state_dict().items()}
@@ -131,9 +148,12 @@ def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
         targets, sources, ids = task_batch(config, sampler, size, generator)
         timesteps = sample_timesteps(config.batch_size, backbone.config.min_timestep, generator)
         noise = torch.randn(targets.shape, generator=generator)
+        patch = backbone.config.patch_size
+        offset = tuple(int(v) for v in torch.randint(patch, (2,), generator=generator)) if config.grid_shift else (0, 0)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(config, step)
-        loss = flow_matching_loss(backbone, targets, sources, ids, timesteps, noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = flow_matching_loss(backbone, targets, sources, ids, timesteps, noise, offset)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -162,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     import dataclasses
 
     for field in dataclasses.fields(PretrainConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default, help=field.metadata["help"])
+        kind = type(field.default)
+        parse = (lambda text: text.lower() in ("1", "true", "yes")) if kind is bool else kind
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=parse, default=field.default, help=field.metadata["help"])
     parser.add_argument("--skip-eval", action="store_true", help="Write the model without measuring it (quick trials).")
     arguments = vars(parser.parse_args(argv))
     skip_eval = arguments.pop("skip_eval")

@@ -65,3 +65,50 @@ def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
     resumed = load_file(tmp_path / "resumed-model" / "model.safetensors")
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=1e-5)
+
+
+def test_version_two_recipe_resumes_exactly_from_a_grown_start(tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(8):
+        array = np.random.default_rng(index).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        Image.fromarray(array, mode="RGB").save(photos / f"photo{index}.png")
+    small = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "1", "--skip-eval", "--steps", "2", "--photos", str(photos)]
+    main([*small, "--run-folder", str(tmp_path / "small-run"), "--output", str(tmp_path / "small")])
+    common = ["--preset", "tiny-v2", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "2",
+              "--steps", "4", "--photos", str(photos), "--init-from", str(tmp_path / "small"), "--grid-shift", "true"]
+    main([*common, "--run-folder", str(tmp_path / "straight"), "--output", str(tmp_path / "straight-model")])
+
+    real_save = pretrain_module.save_checkpoint
+
+    def save_then_die(folder, step, *args, **kwargs):
+        real_save(folder, step, *args, **kwargs)
+        if step == 2:
+            raise KeyboardInterrupt("killed after the step-2 checkpoint")
+
+    monkeypatch.setattr(pretrain_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main([*common, "--run-folder", str(tmp_path / "resumed"), "--output", str(tmp_path / "resumed-model")])
+    monkeypatch.setattr(pretrain_module, "save_checkpoint", real_save)
+    main([*common, "--run-folder", str(tmp_path / "resumed"), "--output", str(tmp_path / "resumed-model")])
+
+    straight = load_file(tmp_path / "straight-model" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed-model" / "model.safetensors")
+    start = load_file(tmp_path / "small" / "model.safetensors")
+    assert "pixel_head.out.weight" in straight and straight["pixel_head.out.weight"].abs().sum() > 0
+    assert not torch.equal(straight["transformer.x_embedder.weight"], start["transformer.x_embedder.weight"])
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=1e-5)
+
+
+def test_holdout_list_keeps_its_photos_out_of_the_pool(tmp_path, monkeypatch):
+    import engine.training.photo_pool as photo_pool
+
+    listing = tmp_path / "holdout.txt"
+    listing.write_text("# held out\nKite\n")
+    for index, name in enumerate(["kite", "other", *[f"p{i}" for i in range(16)]]):
+        Image.fromarray(np.full((16, 16, 3), index, dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    monkeypatch.setattr(photo_pool, "HOLDOUT_LIST", listing)
+    monkeypatch.setattr(photo_pool.held_out_stems, "__defaults__", (listing,))
+    photos = photo_pool.load_photos(tmp_path, include_skimage=False)
+    assert "kite" not in photos and "other" in photos

@@ -27,3 +27,24 @@ def grid_positions(rows: int, cols: int, first: float = 0.0, device: torch.devic
     row_ids = torch.arange(rows, device=device, dtype=torch.float32).repeat_interleave(cols)
     col_ids = torch.arange(cols, device=device, dtype=torch.float32).repeat(rows)
     return torch.stack([torch.full_like(row_ids, first), row_ids, col_ids], dim=1)
+
+
+def shift_grid(images: torch.Tensor, offset: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Move the patch grid by ``offset = (rows, cols)`` pixels, each in ``[0, patch_size)``:
+    edge-pad ``(B, C, H, W)`` by the offset on the top/left and the rest of a patch on the
+    bottom/right, so the result is ``(B, C, H + p, W + p)`` along each shifted axis.
+    :func:`unshift_grid` crops back. Training and sampling with random offsets means no pixel
+    border is always a patch border (the grid-shift remedy for patch seams)."""
+    rows, cols = offset
+    if not (0 <= rows < patch_size and 0 <= cols < patch_size):
+        raise ValueError(f"grid offset {offset} must lie in [0, {patch_size})")
+    pad = (cols, (patch_size - cols) % patch_size, rows, (patch_size - rows) % patch_size)
+    if not any(pad):
+        return images
+    return torch.nn.functional.pad(images, pad, mode="replicate")
+
+
+def unshift_grid(images: torch.Tensor, offset: tuple[int, int], patch_size: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`shift_grid`: the ``(B, C, height, width)`` image under the padding."""
+    rows, cols = offset
+    return images[..., rows : rows + height, cols : cols + width]

@@ -20,6 +20,11 @@ class EmbeddedConfig:
     instruction_tokens: int = option(4, "Learned tokens per instruction, the model's 'text' sequence.")
     instruction_dim: int = option(64, "Width of an instruction token before the context embedder.")
     min_timestep: float = option(0.05, "Smallest t the velocity is divided by when converting the x_0 prediction.")
+    pixel_head_channels: int = option(0, "Channels per pixel the transformer unpatchifies into a convolutional pixel head "
+                                           "(version 2); 0 maps each token linearly to its own patch (version 1).")
+    pixel_head_hidden: int = option(32, "Hidden channels of the pixel head's 3x3 convolutions.")
+    grid_shift: bool = option(False, "Move the patch grid by a few pixels at every sampling step (a different offset per "
+                                     "step, fixed by the timestep), so patch borders do not stay in one place.")
     default_steps: int = option(8, "Euler steps of an edit when the caller gives none.")
     edit_noise_scale: float = option(0.0, "Scale of an edit's starting noise when the caller gives none: 0 starts from zero "
                                           "noise, so an edit is a deterministic function of its photo (BENCHMARKS.md).")
@@ -30,6 +35,8 @@ class EmbeddedConfig:
         require(self.head_dim % 4 == 0 and self.head_dim >= 8, "head_dim must be a multiple of 4 and at least 8")
         require(self.num_double_blocks + self.num_single_blocks >= 1, "the model needs at least one block")
         require(0.0 < self.min_timestep < 0.5, "min_timestep must lie in (0, 0.5)")
+        require(self.pixel_head_channels == 0 or self.pixel_head_channels >= 3, "pixel_head_channels must be 0 or at least 3")
+        require(self.pixel_head_hidden >= 1, "pixel_head_hidden must be at least 1")
         require(self.default_steps >= 1, "default_steps must be at least 1")
         require(0.0 <= self.edit_noise_scale <= 1.0, "edit_noise_scale must lie in [0, 1]")
 
@@ -45,8 +52,16 @@ PRESETS: dict[str, EmbeddedConfig] = {
     # For tests: a forward pass takes milliseconds.
     "tiny": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
                            num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4),
-    # The shipped model in assets/base.
+    # Version 2's recipe at the tiny size: tiny grown by a block and a pixel head, grid shift on.
+    "tiny-v2": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=2,
+                              num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
+                              pixel_head_channels=4, pixel_head_hidden=8, grid_shift=True),
+    # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
+    # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
+    "small-v2": EmbeddedConfig(num_single_blocks=6, pixel_head_channels=8),
+    # Version 2's ablation: the growth and the grid shift without the pixel head.
+    "small-v2-linear": EmbeddedConfig(num_single_blocks=6),
     # A larger base for a machine with more time: same recipe, more width and depth.
     "base": EmbeddedConfig(native_resolution=192, num_double_blocks=2, num_single_blocks=6, num_heads=6),
 }

@@ -12,6 +12,10 @@ Design (measured choices are in ``assets/base/MODEL_CARD.md``):
   reconstruction error, which bounds every style learned on top, stays small.
 * Instructions are learned token sequences fed where FLUX takes T5 tokens, plus a pooled vector
   where FLUX takes CLIP's.
+* Version 2 (``pixel_head_channels > 0``) unpatchifies several channels per pixel and runs a
+  convolutional :class:`~engine.models.backbones.embedded.pixel_head.PixelHead` over them, and may
+  move the patch grid by a few pixels per call (``grid_offset``), so no pixel border is always a
+  patch border: the two remedies for patch seams.
 
 Module names are those of diffusers' ``FluxTransformer2DModel``, so LoRA targets are the same
 for this model and FLUX.1 Kontext.
@@ -25,7 +29,8 @@ from torch import nn
 
 from engine.models.backbones.embedded.config import EmbeddedConfig
 from engine.models.backbones.embedded.instructions import INSTRUCTIONS
-from engine.models.backbones.patches import grid_positions, pack, unpack
+from engine.models.backbones.embedded.pixel_head import PixelHead
+from engine.models.backbones.patches import grid_positions, pack, shift_grid, unpack, unshift_grid
 
 IMAGE_CHANNELS = 3
 
@@ -37,6 +42,7 @@ class EmbeddedEditor(nn.Module):
         super().__init__()
         self.config = config
         patch_features = IMAGE_CHANNELS * config.patch_size**2
+        head_channels = config.pixel_head_channels or IMAGE_CHANNELS
         self.instruction_tokens = nn.Embedding(len(INSTRUCTIONS), config.instruction_tokens * config.instruction_dim)
         self.instruction_pooled = nn.Embedding(len(INSTRUCTIONS), config.instruction_dim)
         nn.init.normal_(self.instruction_tokens.weight, std=0.02)
@@ -44,7 +50,7 @@ class EmbeddedEditor(nn.Module):
         self.transformer = FluxTransformer2DModel(
             patch_size=1,
             in_channels=2 * patch_features,
-            out_channels=patch_features,
+            out_channels=head_channels * config.patch_size**2,
             num_layers=config.num_double_blocks,
             num_single_layers=config.num_single_blocks,
             attention_head_dim=config.head_dim,
@@ -56,6 +62,7 @@ class EmbeddedEditor(nn.Module):
         # Zero output: the untrained model returns the source unchanged (DiT's adaLN-zero idea).
         nn.init.zeros_(self.transformer.proj_out.weight)
         nn.init.zeros_(self.transformer.proj_out.bias)
+        self.pixel_head = PixelHead(head_channels, config.pixel_head_hidden) if config.pixel_head_channels else None
 
     def forward(
         self,
@@ -64,6 +71,7 @@ class EmbeddedEditor(nn.Module):
         source: torch.Tensor | None,
         instruction_ids: torch.Tensor,
         joint_attention_kwargs: dict | None = None,
+        grid_offset: tuple[int, int] = (0, 0),
     ) -> torch.Tensor:
         """Predict ``x_0``.
 
@@ -72,15 +80,18 @@ class EmbeddedEditor(nn.Module):
             timestep: ``(B,)`` in ``[0, 1]``.
             source: ``(B, 3, H, W)`` or ``None`` (generation; the source channels are zeros).
             instruction_ids: ``(B,)`` indices into :data:`INSTRUCTIONS`.
+            grid_offset: pixels ``(rows, cols)`` in ``[0, patch_size)`` to move the patch grid by.
 
         Returns:
             ``x_0`` estimate ``(B, 3, H, W)`` in the dtype of ``noisy``.
         """
-        batch, _, height, width = noisy.shape
+        batch, _, out_height, out_width = noisy.shape
         patch = self.config.patch_size
         base = source if source is not None else torch.zeros_like(noisy)
+        noisy_grid, base_grid = shift_grid(noisy, grid_offset, patch), shift_grid(base, grid_offset, patch)
+        height, width = noisy_grid.shape[-2:]
         compute_dtype = self.transformer.dtype
-        tokens = torch.cat([pack(noisy, patch), pack(base, patch)], dim=-1).to(compute_dtype)
+        tokens = torch.cat([pack(noisy_grid, patch), pack(base_grid, patch)], dim=-1).to(compute_dtype)
         context = self.instruction_tokens(instruction_ids).reshape(batch, self.config.instruction_tokens, -1)
         pooled = self.instruction_pooled(instruction_ids)
         image_ids = grid_positions(height // patch, width // patch, device=noisy.device)
@@ -95,5 +106,8 @@ class EmbeddedEditor(nn.Module):
             joint_attention_kwargs=joint_attention_kwargs,
             return_dict=False,
         )[0]
-        residual = unpack(residual_tokens.to(noisy.dtype), patch, height, width)
+        features = unpack(residual_tokens, patch, height, width)
+        if self.pixel_head is not None:
+            features = self.pixel_head(features, noisy_grid, base_grid)
+        residual = unshift_grid(features.to(noisy.dtype), grid_offset, patch, out_height, out_width)
         return base + residual
