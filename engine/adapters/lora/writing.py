@@ -34,7 +34,7 @@ MODEL_SPEC_KEYS = {"title": "modelspec.title", "trigger": "modelspec.trigger_phr
 
 def architecture_of(backbone: Backbone) -> str:
     """The ``modelspec.architecture`` a LoRA made for ``backbone`` names."""
-    return "atelier-embedded" if backbone.name == "atelier-embedded" else "flux-1-dev/lora"
+    return backbone.name if backbone.name.startswith("atelier-embedded") else "flux-1-dev/lora"
 
 
 def check_lora_path(path: str | Path) -> Path:

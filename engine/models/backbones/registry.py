@@ -40,7 +40,7 @@ def load_backbone(spec: str = EMBEDDED, dtype: torch.dtype = torch.float32, allo
     path = Path(spec).expanduser()
     if path.is_dir():
         config = path / "config.json"
-        if config.is_file() and json.loads(config.read_text()).get("backbone") == EmbeddedBackbone.name:
+        if config.is_file() and json.loads(config.read_text()).get("backbone") == EmbeddedBackbone.family:
             return EmbeddedBackbone.from_pretrained(path, dtype=dtype)
         if (path / "model_index.json").is_file():
             from engine.models.backbones.kontext import KontextBackbone

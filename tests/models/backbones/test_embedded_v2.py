@@ -82,3 +82,12 @@ def test_version_two_saves_and_loads(tmp_path):
     loaded = EmbeddedBackbone.from_pretrained(tmp_path)
     assert loaded.config == backbone.config
     torch.testing.assert_close(loaded.model(*inputs()), backbone.model(*inputs()))
+
+
+def test_version_two_has_its_own_name_so_version_one_styles_are_not_applied_to_it(tmp_path):
+    from engine.models.backbones.registry import load_backbone
+
+    version_one, version_two = EmbeddedBackbone.from_config("tiny"), EmbeddedBackbone.from_config("tiny-v2")
+    assert version_one.name == "atelier-embedded" and version_two.name == "atelier-embedded-v2"
+    version_two.save_pretrained(tmp_path)
+    assert load_backbone(str(tmp_path)).name == "atelier-embedded-v2"

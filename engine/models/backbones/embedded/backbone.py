@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 class EmbeddedBackbone(Backbone):
     """Atelier's own pixel-space editing DiT (see :mod:`engine.models.backbones.embedded.model`)."""
 
-    name = "atelier-embedded"
+    family = "atelier-embedded"  # what config.json's "backbone" says; the name adds the version
 
     def __init__(self, model: EmbeddedEditor, dtype: torch.dtype = torch.float32) -> None:
         self.model = model.eval().requires_grad_(False)
@@ -34,6 +34,7 @@ class EmbeddedBackbone(Backbone):
             self.model.transformer.to(dtype)
         self.transformer = self.model.transformer
         self.config = model.config
+        self.name = self.family if model.config.version == 1 else f"{self.family}-v{model.config.version}"
         self.native_resolution = model.config.native_resolution
         self.resolution_multiple = model.config.patch_size
         self.default_steps = model.config.default_steps
@@ -66,7 +67,7 @@ class EmbeddedBackbone(Backbone):
         state = {name: tensor.detach().float().contiguous() for name, tensor in self.model.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as temporary:
             save_file(state, temporary, metadata={"format": "pt", "backbone": self.name})
-        write_text_atomic(folder / CONFIG_FILE, json.dumps({"backbone": self.name, "model": to_dict(self.config), **(extra or {})}, indent=2))
+        write_text_atomic(folder / CONFIG_FILE, json.dumps({"backbone": self.family, "model": to_dict(self.config), **(extra or {})}, indent=2))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device, torch.float32)

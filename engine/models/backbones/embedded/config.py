@@ -11,6 +11,8 @@ from engine.core.configuration import option, require
 class EmbeddedConfig:
     """Size and representation of the embedded model (see ``assets/base/MODEL_CARD.md``)."""
 
+    version: int = option(1, "Model version. Styles and LoRAs record the backbone's name, atelier-embedded for 1 and "
+                              "atelier-embedded-vN after, so each is only used with the model it was trained on.")
     native_resolution: int = option(128, "Side of the square whose area the model works at, in pixels.")
     patch_size: int = option(8, "Pixels per side of a patch; one patch is one token.")
     num_double_blocks: int = option(2, "Double-stream (MMDiT) blocks: separate image and instruction weights.")
@@ -30,6 +32,7 @@ class EmbeddedConfig:
                                           "noise, so an edit is a deterministic function of its photo (BENCHMARKS.md).")
 
     def __post_init__(self) -> None:
+        require(self.version >= 1, "version must be at least 1")
         require(self.native_resolution % self.patch_size == 0, "native_resolution must be a multiple of patch_size")
         require(self.patch_size >= 1 and self.num_heads >= 1, "patch_size and num_heads must be at least 1")
         require(self.head_dim % 4 == 0 and self.head_dim >= 8, "head_dim must be a multiple of 4 and at least 8")
@@ -55,13 +58,13 @@ PRESETS: dict[str, EmbeddedConfig] = {
     # Version 2's recipe at the tiny size: tiny grown by a block and a pixel head, grid shift on.
     "tiny-v2": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=2,
                               num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
-                              pixel_head_channels=4, pixel_head_hidden=8, grid_shift=True),
+                              version=2, pixel_head_channels=4, pixel_head_hidden=8, grid_shift=True),
     # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
     # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
-    "small-v2": EmbeddedConfig(num_single_blocks=6, pixel_head_channels=8),
+    "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8),
     # Version 2's ablation: the growth and the grid shift without the pixel head.
-    "small-v2-linear": EmbeddedConfig(num_single_blocks=6),
+    "small-v2-linear": EmbeddedConfig(version=2, num_single_blocks=6),
     # A larger base for a machine with more time: same recipe, more width and depth.
     "base": EmbeddedConfig(native_resolution=192, num_double_blocks=2, num_single_blocks=6, num_heads=6),
 }
