@@ -91,3 +91,11 @@ def test_version_two_has_its_own_name_so_version_one_styles_are_not_applied_to_i
     assert version_one.name == "atelier-embedded" and version_two.name == "atelier-embedded-v2"
     version_two.save_pretrained(tmp_path)
     assert load_backbone(str(tmp_path)).name == "atelier-embedded-v2"
+
+
+def test_pixel_head_runs_under_a_bfloat16_transformer():
+    model = randomised(EmbeddedBackbone.from_config("tiny-v2"), seed=7).model
+    full = model(*inputs())
+    model.transformer.to(torch.bfloat16)
+    half = model(*inputs())
+    assert half.dtype == torch.float32 and (half - full).abs().mean() < 0.05

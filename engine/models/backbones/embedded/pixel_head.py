@@ -34,5 +34,7 @@ class PixelHead(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, features: torch.Tensor, noisy: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        # The head keeps its own dtype (fp32) when the transformer runs in bfloat16.
+        features = features.to(self.mix.weight.dtype)
         inputs = torch.cat([features, noisy.to(features.dtype), source.to(features.dtype)], dim=1)
         return features[:, :IMAGE_CHANNELS] + self.out(self.activation(self.mix(inputs)))
