@@ -10,6 +10,8 @@ from pathlib import Path
 
 from engine.core.files import write_text_atomic
 
+HISTORY_FILE = "history.json"
+
 DESIGN = """\
 ## Design, and why
 
@@ -36,15 +38,53 @@ Chosen by measurement on the 2-core CPU these machines have (figures: `BENCHMARK
   `generate` instruction); subject LoRAs use generation.
 - **Resolution.** 128x128 pixels of area; any aspect ratio whose sides are multiples of 8
   (RoPE positions make any grid valid), trained on five aspect-ratio buckets.
+- **Version 2: no fixed patch grid.** A token that maps linearly to its own 8x8 block cannot mix
+  pixels across block borders, so version 1's errors stepped at every border. Version 2
+  unpatchifies 8 channels per pixel into a convolutional pixel head (two 3x3 convolutions over
+  them, the noisy image and the source) and trains with the patch grid moved by a random 0-7 px
+  per step. It is version 1 grown by two single-stream blocks and the head, started so that it
+  computes exactly what version 1 did (`engine/training/model_growth.py`), then trained on.
+  What each change bought: `python -m benchmarks.base_v2_ablation`,
+  `docs/decisions/2026-12-04-embedded-v2.md`.
 """
+
+SUMMARY_KEYS = ("version", "parameters", "steps", "wall_min", "photos", "identity_db", "generic_above_unedited",
+                "generation_frechet", "generation_blockiness", "generic_blockiness")
+
+
+def summary_row(facts: dict, metrics: dict) -> dict:
+    """One history row of a model: its run and its headline measurements."""
+    config = facts["pretrain"]
+    edits = metrics["generic_edits"].values()
+    blocks = metrics.get("blockiness", {})
+    return {"version": facts.get("model", {}).get("version", 1), "parameters": facts["parameters"], "steps": config["steps"],
+            "wall_min": round(facts["pretrain_wall_time_s"] / 60, 1), "photos": facts.get("training_photos", 72),
+            "identity_db": metrics["identity_psnr_fp32"]["mean"],
+            "generic_above_unedited": f"{sum(e['model_psnr'] > e['unedited_psnr'] for e in edits)} of {len(edits)}",
+            "generation_frechet": metrics["generation_colour_frechet"]["generated_vs_held_out"],
+            "generation_blockiness": blocks.get("generated", "-"), "generic_blockiness": blocks.get("generic_edits", "-")}
+
+
+def history_table(rows: list[dict]) -> str:
+    header = "| " + " | ".join(SUMMARY_KEYS) + " |\n|" + "---|" * len(SUMMARY_KEYS)
+    return header + "\n" + "\n".join("| " + " | ".join(str(row.get(key, "-")) for key in SUMMARY_KEYS) + " |" for row in rows)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
     return "| | |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows)
 
 
-def write_model_card(folder: Path, facts: dict, metrics: dict) -> None:
+def _extra_photos(config: dict, facts: dict) -> str:
+    if not config.get("extra_photos"):
+        return ""
+    return (", plus the photos of Debian packages that `python -m engine.training.photo_download` fetches "
+            "(each image's package and licence: `pretrain-photos.csv`, counts: `PRETRAIN_PHOTOS.md`)")
+
+
+def write_model_card(folder: Path, facts: dict, metrics: dict, history: list[dict] | None = None) -> None:
+    """Render the card; ``history`` holds earlier models' :func:`summary_row` rows, oldest first."""
     config = facts["pretrain"]
+    rows = [*(history or []), summary_row(facts, metrics)]
     identity32, identity16 = metrics["identity_psnr_fp32"], metrics["identity_psnr_bf16"]
     generation = metrics["generation_colour_frechet"]
     edit_rows = "\n".join(
@@ -69,8 +109,9 @@ works out of the box on a CPU with no download. Files: `model.safetensors` (weig
 ## Data
 
 The 73 images of `../shared/photos` (wallpapers and photos from six Debian packages; authors and
-licences in `../shared/photos/licenses`) and nine scikit-image photos. Every eighth photo by
-sorted name is held out: {", ".join(metrics["held_out_photos"])}. Crops take a random 35-100 % scale, position and
+licences in `../shared/photos/licenses`) and nine scikit-image photos{_extra_photos(config, facts)}. Every
+eighth photo of the first two sets by sorted name is held out, and no image named in
+`../shared/holdout.txt` is ever loaded: {", ".join(metrics["held_out_photos"])}. Crops take a random 35-100 % scale, position and
 horizontal flip, resized with antialiasing to an aspect-ratio bucket of about 128x128 pixels.
 
 Tasks: identity edits ({config['identity_fraction']:.0%}), generation with no source
@@ -109,16 +150,22 @@ images and of held-out photo crops. Lower is closer to photos.
 | training-photo crops (a perfect generator) | {generation['training_photos_vs_held_out']} |
 | grey noise (a failing generator) | {generation['grey_noise_vs_held_out']} |
 
-Reproduce: `python -m engine.training.pretrain` (add `--preset base` for a larger model).
+Reproduce: `python -m engine.training.pretrain` with the settings in `config.json`.
+
+## History
+
+Each shipped model's run and headline numbers, measured alike (the last row is this model;
+`generic_above_unedited` counts instructions whose PSNR beats the unedited photo):
+
+{history_table(rows)}
 
 ## Limits
 
 128 px is small: use it for looks and colour, not detail. Generation makes photo-like colour
-layouts, not recognisable objects; it exists for subject LoRAs. Trained on 72 images. An
-instruction whose row above shows no gain over the unedited photo is not learned at this
-training length, and edits that change a photo can show seams along the 8x8 patch grid (seen
-in the studio after 2000 steps); identity fidelity, which bounds every style trained on top, is
-what the recipe optimises first.
+layouts, not recognisable objects; it exists for subject LoRAs. Trained on
+{facts.get('training_photos', 72)} images. An instruction whose row above shows no gain over the
+unedited photo is not learned at this training length. Identity fidelity, which bounds every
+style trained on top, is what the recipe optimises first.
 
 Edits start from zero noise by default (`edit_noise_scale` 0 in `config.json`;
 `SamplerSettings.noise_scale` overrides it): the Euler walk then starts from the noise's mean,
@@ -140,7 +187,8 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", default=str(ASSETS))
     folder = Path(parser.parse_args().folder)
     config = json.loads((folder / "config.json").read_text())
-    write_model_card(folder, config, json.loads((folder / "metrics.json").read_text()))
+    history = json.loads((folder / HISTORY_FILE).read_text()) if (folder / HISTORY_FILE).is_file() else []
+    write_model_card(folder, config, json.loads((folder / "metrics.json").read_text()), history)
 
 
 if __name__ == "__main__":

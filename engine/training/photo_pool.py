@@ -92,17 +92,24 @@ class CropSampler:
 
     photos: list[torch.Tensor]  # each (3, H, W) float in [0, 1]
     min_scale: float = 0.35
+    weights: torch.Tensor | None = None  # (N,) chance of each photo per crop; None draws evenly
 
     @classmethod
-    def from_arrays(cls, arrays: list[np.ndarray]) -> "CropSampler":
-        return cls([torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255.0 for array in arrays])
+    def from_arrays(cls, arrays: list[np.ndarray], weights: list[float] | None = None) -> "CropSampler":
+        return cls([torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255.0 for array in arrays],
+                   weights=None if weights is None else torch.tensor(weights, dtype=torch.float64))
+
+    def pick(self, generator: torch.Generator) -> torch.Tensor:
+        if self.weights is None:
+            return self.photos[int(torch.randint(len(self.photos), (1,), generator=generator))]
+        return self.photos[int(torch.multinomial(self.weights, 1, generator=generator))]
 
     def batch(self, size: tuple[int, int], batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """``(batch_size, 3, height, width)`` crops for ``size = (width, height)``."""
         width, height = size
         crops = []
         for _ in range(batch_size):
-            photo = self.photos[int(torch.randint(len(self.photos), (1,), generator=generator))]
+            photo = self.pick(generator)
             _, photo_height, photo_width = photo.shape
             largest = min(photo_width / width, photo_height / height)
             scale = self.min_scale + (1 - self.min_scale) * float(torch.rand((), generator=generator))

@@ -63,6 +63,8 @@ class PretrainConfig:
     run_folder: str = option("runs/pretrain", "Folder for checkpoints and the training log.")
     init_from: str = option("", "Folder of a trained embedded model to start from (grown to the preset); empty starts from random weights.")
     extra_photos: str = option("", "Folder of more training photos (python -m engine.training.photo_download); all of them train.")
+    extra_share: float = option(0.5, "Share of crops drawn from extra_photos (the rest from photos), so a large pool of "
+                                     "astronomy and artwork does not outweigh the everyday photos.")
     grid_shift: bool = option(False, "Move the patch grid by a random 0..p-1 px offset per step, so no pixel border is always a patch border.")
     bf16: bool = option(False, "Run forward and backward passes in bfloat16 autocast (weights and optimizer stay fp32).")
 
@@ -70,6 +72,7 @@ class PretrainConfig:
         require(self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}")
         require(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be at least 1")
         require(0 <= self.identity_fraction + self.generate_fraction <= 1, "identity and generate fractions must sum to at most 1")
+        require(0 <= self.extra_share <= 1, "extra_share must lie in [0, 1]")
         require(0 < self.ema_decay < 1, "ema_decay must lie in (0, 1)")
         require(self.shipped_weights in ("raw", "ema"), "shipped_weights must be 'raw' or 'ema'")
 
@@ -114,15 +117,20 @@ def flow_matching_loss(backbone: EmbeddedBackbone, targets, sources, ids, timest
     return torch.mean((velocity.float() - (noise - targets)) ** 2)
 
 
-def pretrain(config: PretrainConfig, log=print) -> EmbeddedBackbone:
+def pretrain(config: PretrainConfig, log=print, facts: dict | None = None) -> EmbeddedBackbone:
     """Run (or resume) pretraining and return the model with ``config.shipped_weights``; writes
-    nothing to ``config.output``."""
+    nothing to ``config.output``. ``facts``, when given, receives facts of the run for the card."""
     photos = load_photos(Path(config.photos))
     train_names, _ = split(list(photos))
     arrays = [photos[name] for name in train_names]
+    weights = None
     if config.extra_photos:
-        arrays += list(load_photos(Path(config.extra_photos), include_skimage=False).values())
-    sampler = CropSampler.from_arrays(arrays)
+        extra = list(load_photos(Path(config.extra_photos), include_skimage=False).values())
+        weights = [(1 - config.extra_share) / len(arrays)] * len(arrays) + [config.extra_share / len(extra)] * len(extra)
+        arrays += extra
+    sampler = CropSampler.from_arrays(arrays, weights)
+    if facts is not None:
+        facts["training_photos"] = len(arrays)
     log(f"training on {len(arrays)} photos")
     backbone = EmbeddedBackbone.from_config(config.preset, seed=config.seed)
     if config.init_from:
@@ -191,11 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     config = PretrainConfig(**arguments)
     torch.manual_seed(config.seed)
     began = time.time()
-    backbone = pretrain(config)
+    run_facts: dict = {}
+    backbone = pretrain(config, facts=run_facts)
     log_lines = [json.loads(line) for line in (Path(config.run_folder) / "log.jsonl").read_text().splitlines()]
     wall = sum_wall_time(log_lines)
     facts = {"pretrain": to_dict(config), "pretrain_wall_time_s": round(wall, 1),
-             "parameters": sum(p.numel() for p in backbone.model.parameters())}
+             "parameters": sum(p.numel() for p in backbone.model.parameters()), **run_facts}
+    history = archive_history(Path(config.output))
     backbone.save_pretrained(config.output, extra=facts)
     if not skip_eval:
         from engine.training.base_eval import evaluate_base
@@ -203,8 +213,23 @@ def main(argv: list[str] | None = None) -> None:
 
         metrics = evaluate_base(backbone, Path(config.photos))
         write_text_atomic(Path(config.output) / "metrics.json", json.dumps(metrics, indent=2))
-        write_model_card(Path(config.output), facts, metrics)
+        write_model_card(Path(config.output), {**facts, "model": to_dict(backbone.config)}, metrics, history)
     print(f"wrote {config.output} in {time.time() - began:.0f} s")
+
+
+def archive_history(output: Path) -> list[dict]:
+    """Before a new model replaces the one in ``output``: add the old model's summary row to
+    ``history.json`` there (its numbers move to the card's history) and return all rows."""
+    from engine.training.model_card import HISTORY_FILE, summary_row
+
+    history_path = output / HISTORY_FILE
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    if (output / "metrics.json").is_file() and (output / "config.json").is_file():
+        old = summary_row(json.loads((output / "config.json").read_text()), json.loads((output / "metrics.json").read_text()))
+        if old not in history:
+            history.append(old)
+            write_text_atomic(history_path, json.dumps(history, indent=2))
+    return history
 
 
 def sum_wall_time(records: list[dict]) -> float:

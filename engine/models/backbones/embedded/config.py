@@ -62,7 +62,7 @@ PRESETS: dict[str, EmbeddedConfig] = {
     # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
     # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
-    "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8),
+    "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8, grid_shift=True),
     # Version 2's ablation: the growth and the grid shift without the pixel head.
     "small-v2-linear": EmbeddedConfig(version=2, num_single_blocks=6),
     # A larger base for a machine with more time: same recipe, more width and depth.
