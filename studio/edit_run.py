@@ -158,8 +158,9 @@ def run_edit(editor: StyleEditor, output_folder: Path, recent: list[tuple[str, s
     yield gr.update(value=None, visible=True), gr.update(visible=False), "Starting…", gr.update(visible=False), gr.skip(), gr.skip()
     try:
         def edit(callback) -> Image.Image:
-            working = editor.edit(photo, mix, settings, callback=callback, prompt=prompt or "")
-            return carry_to_full_resolution(photo, working, render_for_mix(editor.library, mix))
+            render = render_for_mix(editor.library, mix)
+            working = editor.edit(photo, mix, settings, callback=callback, prompt=prompt or "", render=render)
+            return carry_to_full_resolution(photo, working, render)
 
         for event in stream_call(edit, name="atelier-edit"):
             if isinstance(event, Finished):

@@ -12,9 +12,9 @@ from engine.core.imaging import SAVE_FORMATS, load_photo, output_format, save_im
 from engine.library import StyleLibrary
 from engine.models.backbones.embedded.instructions import GENERATE, INSTRUCTIONS
 from engine.models.backbones.registry import DTYPE_CHOICES, EMBEDDED, compute_dtype, load_backbone
-from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution, check_render_size
+from engine.rendering.tiling import edit_for_render
 from engine.services.mix_render import render_for_mix
 from engine.services.style_edit import MAX_MIX, StyleEditor
 
@@ -72,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
             render = render_for_mix(library, mix, given)
             editor = StyleEditor(backbone, library)
             with ProgressBar("editing") as progress:
-                result = editor.edit(photo, mix, settings, callback=progress)
+                result = editor.edit(photo, mix, settings, callback=progress, render=render)
     else:
         with ProgressBar("editing") as progress:
-            result = edit_photo(backbone, photo, settings, prompt=args.prompt, callback=progress)
+            result = edit_for_render(backbone, photo, settings, prompt=args.prompt, callback=progress, render=render)
     result = carry_to_full_resolution(photo, result, render)
     try:
         save_image(result, args.out)

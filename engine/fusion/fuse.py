@@ -86,7 +86,8 @@ def render_fusion(backbone: Backbone, plan: FusionPlan, settings: SamplerSetting
             plan.beta_cache[key] = measurement
         beta = measurement.beta
     with applied_fusion(backbone, plan, beta) as fusion:
-        image = render(backbone, settings, prompt, photo, size, progress.stage(progress.stages - 1), fusion.before_step)
+        image = render(backbone, settings, prompt, photo, size, progress.stage(progress.stages - 1), fusion.before_step,
+                       render_settings)
     if photo is not None:
         image = carry_to_full_resolution(photo, image, render_settings)
     return FusionResult(image, beta, plan.gamma, fusion.steps, measurement)

@@ -12,8 +12,10 @@ from PIL import Image
 
 from engine.core.errors import InputError
 from engine.models.backbones.base import Backbone
-from engine.models.editing import PreviewCallback, edit_photo, generate_image
+from engine.models.editing import PreviewCallback, generate_image
 from engine.models.sampling.sampler import BeforeStepHook, SamplerSettings
+from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.tiling import edit_for_render
 
 
 def generation_size(backbone: Backbone, size: tuple[int, int] | None) -> tuple[int, int]:
@@ -30,10 +32,11 @@ def generation_size(backbone: Backbone, size: tuple[int, int] | None) -> tuple[i
 
 def render(backbone: Backbone, settings: SamplerSettings, prompt: str = "", photo: Image.Image | None = None,
            size: tuple[int, int] | None = None, callback: PreviewCallback | None = None,
-           before_step: BeforeStepHook | None = None) -> Image.Image:
-    """Edit ``photo`` or, without one, generate an image of ``size`` (default: the native square)."""
+           before_step: BeforeStepHook | None = None, render_settings: RenderSettings | None = None) -> Image.Image:
+    """Edit ``photo`` or, without one, generate an image of ``size`` (default: the native square).
+    An edit is tiled when ``render_settings.render == "tiled"`` (:func:`engine.rendering.tiling.edit_tiled`)."""
     if photo is not None:
-        return edit_photo(backbone, photo, settings, prompt=prompt, callback=callback, before_step=before_step)
+        return edit_for_render(backbone, photo, settings, prompt, callback, before_step, render_settings)
     return generate_image(backbone, generation_size(backbone, size), settings, prompt=prompt, callback=callback,
                           before_step=before_step)
 

@@ -8,7 +8,10 @@ result at the photo's width and height:
   photo (:mod:`engine.rendering.guided_upsampling`), so every pixel of the photo's detail stays
   (``guided_detail`` below 1 keeps less of it, for styles that paint over fine detail);
 * ``resize``: the working-size result upscaled (bicubic), the path before full-resolution
-  rendering, kept for comparison.
+  rendering, kept for comparison;
+* ``tiled``: the model edits a larger copy (``tiled_size`` on the long side) in overlapping
+  working-size tiles (:mod:`engine.rendering.tiling`, which the callers run instead of the untiled
+  edit), and the guided path carries that blend to the photo's size.
 
 Photos above :data:`MAX_RENDER_PIXELS` are refused with a message; below it, peak memory stays
 bounded because the guided path works in strips of rows.
@@ -27,7 +30,7 @@ from engine.core.errors import InputError
 from engine.core.imaging import resize_to
 from engine.rendering.guided_upsampling import apply_local_affine, fit_local_affine
 
-RENDER_METHODS = ("guided", "resize")
+RENDER_METHODS = ("guided", "resize", "tiled")
 MAX_RENDER_PIXELS = 24_000_000  # 24 MP: the largest photo a full-resolution result is made for
 
 
@@ -36,19 +39,28 @@ class RenderSettings:
     """How a working-size result is carried to the photo's resolution."""
 
     render: str = option("guided", "How the result reaches the photo's size: 'guided' applies the edit's local colour "
-                                   "change to the full photo, keeping its detail; 'resize' upscales the model's result.")
+                                   "change to the full photo, keeping its detail; 'resize' upscales the model's result; "
+                                   "'tiled' has the model edit a larger copy in overlapping working-size tiles, then "
+                                   "carries it as 'guided' does.")
     guided_radius: int = option(2, "guided: the radius, in working-size pixels, of the windows the colour change is "
                                    "fitted over (larger is smoother).")
     guided_epsilon: float = option(1e-3, "guided: the regularisation of each window's fit (larger keeps flat areas "
                                          "closer to their mean colour change, smaller follows the edit more closely).")
     guided_detail: float = option(1.0, "guided: how much of the photo's fine detail (finer than one working-size pixel) "
                                        "the result keeps: 1 all of it, 0 none (for styles that paint over detail).")
+    tiled_size: int = option(0, "tiled: the long side, in pixels, of the copy the model edits in tiles (0: 3 working "
+                                "sides, e.g. 384 for the embedded model); never more than the photo's own long side.")
+    tile_overlap: int = option(32, "tiled: how many pixels of the tiled copy neighbouring tiles share at least; their "
+                                   "results are cross-faded over it (at most half the tile side, the working side, is used).")
 
     def __post_init__(self) -> None:
         require(self.render in RENDER_METHODS, f"render must be one of {', '.join(RENDER_METHODS)}, not {self.render!r}")
         require(0 <= self.guided_radius <= 16, "guided_radius must lie between 0 and 16")
         require(0.0 < self.guided_epsilon <= 1.0, "guided_epsilon must lie in (0, 1]")
         require(0.0 <= self.guided_detail <= 1.0, "guided_detail must lie in [0, 1]")
+        require(self.tiled_size == 0 or 16 <= self.tiled_size <= 4096,
+                "tiled_size must lie between 16 and 4096 pixels, or be 0 for 3 working sides")
+        require(0 <= self.tile_overlap <= 1024, "tile_overlap must lie between 0 and 1024 pixels")
 
 
 def check_render_size(size: tuple[int, int], name: str = "the photo") -> None:
@@ -68,7 +80,8 @@ def carry_to_full_resolution(photo: Image.Image, result: Image.Image, settings: 
     """``result``, the model's edit of ``photo`` at working size, at ``photo``'s size (RGB).
 
     The working-size source is ``photo`` resized to ``result``'s size exactly as
-    :func:`engine.models.editing.edit_photo` made it (area averaging down)."""
+    :func:`engine.models.editing.edit_photo` made it (area averaging down). ``render="tiled"``
+    carries as ``guided`` does: ``result`` is then the tiled blend (:func:`engine.rendering.tiling.edit_tiled`)."""
     settings = settings or RenderSettings()
     photo = photo.convert("RGB")
     check_render_size(photo.size)

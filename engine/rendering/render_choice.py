@@ -95,7 +95,11 @@ def describe_settings(settings: RenderSettings) -> str:
     if settings.render == "resize":
         return "resize (bicubic upscaling)"
     detail = "" if settings.guided_detail == RenderSettings().guided_detail else f", detail {settings.guided_detail:g}"
-    return f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}{detail}"
+    guided = f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}{detail}"
+    if settings.render == "tiled":
+        size = f"{settings.tiled_size} px" if settings.tiled_size else "3 working sides"
+        return f"tiled at {size}, overlap {settings.tile_overlap} px, then {guided}"
+    return guided
 
 
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

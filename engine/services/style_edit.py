@@ -20,8 +20,10 @@ from engine.adapters.moe.adapter import MoELoraAdapter
 from engine.core.errors import InputError
 from engine.library import StyleLibrary
 from engine.models.backbones.base import Backbone
-from engine.models.editing import PreviewCallback, edit_photo
+from engine.models.editing import PreviewCallback
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.tiling import edit_for_render
 
 MAX_MIX = 3
 
@@ -79,8 +81,13 @@ class StyleEditor:
         return adapter, {record.expert_key: mix[record.name] for record in records}
 
     def edit(self, photo: Image.Image, mix: Mapping[str, float], settings: SamplerSettings | None = None,
-             callback: PreviewCallback | None = None, fold: bool = True, prompt: str = "") -> Image.Image:
+             callback: PreviewCallback | None = None, fold: bool = True, prompt: str = "",
+             render: RenderSettings | None = None) -> Image.Image:
         """Edit ``photo`` with a style mix (``{}`` for the plain base model, following ``prompt``).
+
+        The result has the working size, or with ``render.render == "tiled"`` the tiled copy's
+        (:func:`engine.rendering.tiling.edit_tiled`); ``carry_to_full_resolution`` with the same
+        ``render`` takes it to the photo's size.
 
         Styles are trained with the empty prompt, so a styled edit ignores ``prompt``.
 
@@ -106,17 +113,17 @@ class StyleEditor:
                     # With the shared adapter wrapped but unrouted, LoraPatch folds into its base layers.
                     layers = read_lora_file(self.library.adapter_path(lora), self.backbone)
                     self._lora = (*wanted, LoraPatch(self.backbone, layers, wanted[1]))
-                return edit_photo(self.backbone, photo, settings, callback=callback)
+                return edit_for_render(self.backbone, photo, settings, callback=callback, render=render)
             if adapter is None:
-                return edit_photo(self.backbone, photo, settings, prompt=prompt, callback=callback)
+                return edit_for_render(self.backbone, photo, settings, prompt=prompt, callback=callback, render=render)
             if fold and adapter.config.foldable:
                 if self._folded_mix != keyed:
                     adapter.fold(keyed)
                     self._folded_mix = keyed
-                return edit_photo(self.backbone, photo, settings, callback=callback)
+                return edit_for_render(self.backbone, photo, settings, callback=callback, render=render)
             adapter.route(keyed)
             try:
-                return edit_photo(self.backbone, photo, settings, callback=callback)
+                return edit_for_render(self.backbone, photo, settings, callback=callback, render=render)
             finally:
                 adapter.clear_routing()
 

@@ -15,6 +15,7 @@ from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 from engine.models.backbones.registry import load_backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.full_resolution import RenderSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +46,7 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("render", ["guided", "resize"])
+@pytest.mark.parametrize("render", ["guided", "resize", "tiled"])
 def test_edit_writes_the_result_at_the_photos_size(model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                                    render: str) -> None:
     # The model works at 48x24 for this 64x32 photo; the file has the photo's own size.
@@ -99,6 +100,28 @@ def test_edit_help_shows_the_sampler_help_texts(capsys: pytest.CaptureFixture) -
     for name in ("steps", "seed", "strength"):
         assert f"--{name}" in text
         assert " ".join(help_of(SamplerSettings, name).split()) in text
+
+
+def test_edit_help_shows_the_tiled_render_options(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("tiled_size", "tile_overlap"):
+        assert f"--{name.replace('_', '-')}" in text
+        assert " ".join(help_of(RenderSettings, name).split()) in text
+    assert "'tiled'" in text
+
+
+def test_tiled_edit_reports_every_tiles_steps(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # 100x50 photo: a 96x48 tiled copy in 32-px tiles overlapping by 8 (4 by 2 tiles), 2 steps each.
+    path = tmp_path / "wide.png"
+    Image.linear_gradient("L").resize((100, 50)).convert("RGB").save(path)
+    out = tmp_path / "tiled.png"
+    assert edit("--input", path, "--out", out, "--model", model, "--steps", 2, "--render", "tiled", "--tiled-size", 96,
+                "--tile-overlap", 8) == 0
+    with Image.open(out) as result:
+        assert result.size == (100, 50)
+    assert "16/16" in capsys.readouterr().err
 
 
 def test_python_dash_m_engine_help_lists_edit() -> None:
