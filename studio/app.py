@@ -76,11 +76,11 @@ def build_studio(context: StudioContext) -> gr.Blocks:
             with gr.Tab("Edit", id="edit"):
                 build_edit_tab(context)
             with gr.Tab("Train", id="train"):
-                build_train_tab(context)
+                style_jobs = build_train_tab(context)
             with gr.Tab("Library", id="library"):
                 build_library_tab(context)
             with gr.Tab("Fuse", id="fuse"):
-                build_fuse_tab(context)
+                build_fuse_tab(context, style_jobs)
         # A page (re)loaded after the library changed must list the styles as they are now.
         studio.load(context.bump, context.library_version, context.library_version, queue=False, api_visibility="private")
     return studio

@@ -16,22 +16,25 @@ import gradio as gr
 from engine.core.configuration import help_of
 from engine.fusion import FusionConfig
 from engine.fusion.config import METHODS
+from engine.services.jobs import TrainingJobs
 from studio import fuse_run
 from studio.context import StudioContext
 from studio.messages import keeps_errors
+from studio.subject_train_tab import build_subject_training
 
 FUSE_QUEUE = "fuse"
 PRIVATE = {"api_visibility": "private"}
 
 
-def build_fuse_tab(context: StudioContext) -> None:
-    """Lay out the Fuse page inside the current Blocks context and wire its events."""
+def build_fuse_tab(context: StudioContext, style_jobs: TrainingJobs | None = None) -> None:
+    """Lay out the Fuse page inside the current Blocks context and wire its events; the *Train a
+    subject* section below it does not start while ``style_jobs`` trains a style."""
     subjects, styles = fuse_run.choices(context, fuse_run.SUBJECT_KINDS), fuse_run.choices(context, fuse_run.STYLE_KINDS)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             with gr.Row():
                 subject = gr.Dropdown(label="Subject", choices=subjects, value=subjects[0] if subjects else None,
-                                      info="A subject LoRA (Train a subject with `python -m engine subjects train`) or an imported LoRA.",
+                                      info="A subject LoRA (train one under **Train a subject** below) or an imported LoRA.",
                                       elem_id="fuse-subject")
                 style = gr.Dropdown(label="Style", choices=styles, value=styles[0] if styles else None,
                                     info="A style from your library.", elem_id="fuse-style")
@@ -66,6 +69,8 @@ def build_fuse_tab(context: StudioContext) -> None:
             preview = gr.Image(label="Live preview", type="pil", interactive=False, visible=False, height=300, elem_id="fuse-preview")
             result = gr.Image(label="Result", type="pil", interactive=False, height=300, format="png", elem_id="fuse-result")
             compared = gr.Gallery(label="Side by side (same seed)", columns=3, height=260, object_fit="contain", elem_id="fuse-compare-gallery")
+    # Below the page's two columns, so Fuse stays in view at 1280x720; open when there is no subject yet.
+    build_subject_training(context, subject, style_jobs, open_=not subjects)
 
     mode.change(lambda chosen: gr.update(visible=chosen == fuse_run.EDIT), mode, photo, queue=False, **PRIVATE)
     settings = [subject, style, mode, photo]
