@@ -174,3 +174,28 @@ def test_the_page_does_not_scroll_itself_during_and_after_an_edit(page, tmp_path
     page.wait_for_timeout(1000)
     assert page.evaluate("window.scrollY") == 0
     assert page.evaluate("window.__maxScroll") == 0, "the page scrolled during the edit"
+
+
+def test_fuse_is_in_view_at_1280x720_and_the_subject_train_button_is_reachable(page, tmp_path: Path) -> None:
+    """Fuse needs no scrolling; *Train a subject* sits below it (collapsed while the library has a
+    subject), opens, and its Train button and a message naming a bad upload can be reached."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Fuse").click()
+    expect(page.locator("#fuse-run")).to_be_visible(timeout=10_000)
+    assert page.evaluate("window.scrollY") == 0
+    assert in_view(page, "#fuse-run") and in_view(page, "#fuse-subject")
+    expect(page.locator("#subject-run")).to_be_hidden()  # collapsed: the library already has a subject ('Cat')
+    page.locator("#subject-train").get_by_text("Train a subject").click()
+    train = page.locator("#subject-run")
+    expect(train).to_be_visible(timeout=5_000)
+    train.scroll_into_view_if_needed()
+    assert in_view(page, "#subject-run") and in_view(page, "#subject-cancel")
+    assert train.is_enabled()
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("shopping: milk, eggs\n")
+    page.locator("#subject-photos input[type=file]").set_input_files([str(make_photo(tmp_path / "a.png")), str(notes)])
+    expect(page.locator("#subject-photos-status")).to_contain_text("notes.jpg", timeout=15_000)
+    page.locator("#subject-name textarea, #subject-name input").first.fill("bad/name")
+    train.click()
+    expect(page.locator("#subject-message")).to_contain_text("Cannot train the subject", timeout=10_000)
