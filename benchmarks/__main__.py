@@ -1,6 +1,6 @@
 """``python -m benchmarks [styles|fusion|reliability]`` (also reached as ``python -m engine bench``):
 the five-style benchmark (``--fast`` for a smoke run), the subject/style fusion benchmark, or the
-bad-input reliability suite (:mod:`benchmarks.reliability`)."""
+reliability suite (:mod:`benchmarks.reliability`: bad inputs, kills of training, load on the studio)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", nargs="?", choices=("styles", "fusion", "reliability"), default="styles",
                         help="Which benchmark: 'styles' (default), 'fusion' (EST-LoRA against K-LoRA and merge) or "
                              "'reliability' (bad inputs through the CLI, the library and the studio's handlers).")
+    parser.add_argument("--part", choices=("inputs", "kills", "load", "all"), default="inputs",
+                        help="With 'reliability': 'inputs' (bad inputs, default), 'kills' (kill -9 of a training run at 12 "
+                             "points, then resume), 'load' (20 concurrent edits through the studio's API while a style trains) or 'all'.")
     fusion = parser.add_argument_group("fusion benchmark")
     fusion_bench.add_arguments(fusion)
     parser.add_argument("--fast", action="store_true", help="A smoke run: two styles, a few steps, two test pairs (for tests).")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.suite == "reliability":
         from benchmarks import reliability  # imports the studio (gradio) only when asked for
 
-        return reliability.main(["--out", str(args.out)] if args.out is not None else [])
+        return reliability.main(["--part", args.part, *(["--out", str(args.out)] if args.out is not None else [])])
     config = FAST if args.fast else config_from_args(BenchmarkConfig, args)
     backbone = load_backbone(args.model)
     report = run_benchmark(backbone, config)

@@ -365,17 +365,49 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+PARTS = ("inputs", "kills", "load", "all")
+
+
+def part_out(out: Path | None, part: str, alone: bool) -> Path | None:
+    """Where a part's report goes: ``--out`` itself when one part runs; with ``all``, ``--out``
+    for the inputs and ``NAME-kills.json`` / ``NAME-load.json`` beside it."""
+    if out is None or alone or part == "inputs":
+        return out
+    return out.with_name(f"{out.stem}-{part}{out.suffix}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reliability", description=__doc__.splitlines()[0])
     add_out_argument(parser)
+    add_part_argument(parser)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="atelier-reliability-") as folder:
-        report = run_suite(Path(folder))
-    if args.out:
-        publish(report, args.out)
-    print(markdown_table(report))
-    failed = [case for case in report["cases"] if not case["passed"]]
-    return 1 if failed else 0
+    parts = ("inputs", "kills", "load") if args.part == "all" else (args.part,)
+    code = 0
+    for part in parts:
+        out = part_out(args.out, part, len(parts) == 1)
+        if part == "kills":
+            from benchmarks import reliability_kills
+
+            code |= reliability_kills.main([*(["--out", str(out)] if out else [])])
+            continue
+        if part == "load":
+            from benchmarks import reliability_load
+
+            code |= reliability_load.main([*(["--out", str(out)] if out else [])])
+            continue
+        with tempfile.TemporaryDirectory(prefix="atelier-reliability-") as folder:
+            report = run_suite(Path(folder))
+        if out:
+            publish(report, out)
+        print(markdown_table(report))
+        code |= 1 if [case for case in report["cases"] if not case["passed"]] else 0
+    return code
+
+
+def add_part_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--part", choices=PARTS, default="inputs",
+                        help="Which part: 'inputs' (bad inputs, default), 'kills' (kill -9 of training, then resume), "
+                             "'load' (concurrent edits through the studio's API while a style trains) or 'all'.")
 
 
 if __name__ == "__main__":

@@ -16,18 +16,21 @@ train`` and the studio's Train button.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import torch
 from PIL import Image
 
 from engine.adapters.moe.adapter import MoELoraAdapter, new_expert_key
 from engine.adapters.moe.config import MoELoraConfig
 from engine.core.configuration import to_dict
+from engine.core.errors import InputError
 from engine.core.files import write_text_atomic
 from engine.library import AdapterSource, NewStyle, StyleLibrary, StyleRecord, slug
 from engine.metrics.image_quality import psnr
@@ -75,24 +78,31 @@ def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest
                 should_stop: Callable[[], bool] | None = None, resume: bool = True) -> StyleRecord | None:
     """Train ``request`` into ``library``; returns its record, or ``None`` when cancelled."""
     config = config or StyleTrainingConfig()
+    run_folder = library.root / "checkpoints" / slug(request.name)
+    resume_file = run_folder / "resume.json"
+    published = _published_by(library, request.name, resume_file) if resume else None
+    if published is not None:
+        # A run killed after its publish committed but before it removed its folder: it is done.
+        shutil.rmtree(run_folder, ignore_errors=True)
+        return published
     library.check_name_free(request.name, "a style named {name!r} already exists; pick another name or delete it first")
     pairs = request.pairs if isinstance(request.pairs, list) else read_pairs(request.pairs)
     training_pairs, holdout = (pairs[:-1], pairs[-1:]) if len(pairs) >= HOLDOUT_FROM else (pairs, [])
-    run_folder = library.root / "checkpoints" / slug(request.name)
-    resume_file = run_folder / "resume.json"
     if not resume and run_folder.exists():
         shutil.rmtree(run_folder)
     key = json.loads(resume_file.read_text())["expert_key"] if resume_file.is_file() else new_expert_key()
 
     existing = shared_moe_style(library, backbone)
-    adapter = MoELoraAdapter.load(library.adapter_path(existing), backbone) if existing else MoELoraAdapter(backbone, moe or MoELoraConfig())
+    with _seeded(config.seed):  # a new adapter's random start, so a run restarted before its first checkpoint repeats it
+        adapter = MoELoraAdapter.load(library.adapter_path(existing), backbone) if existing else MoELoraAdapter(backbone, moe or MoELoraConfig())
     settings = {"training": to_dict(config), "moe": to_dict(adapter.config), "pairs": len(pairs), "holdout": len(holdout),
                 "backbone": backbone.name, "joined_existing_adapter": existing is not None}
     run_folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(resume_file, json.dumps({"expert_key": key, "settings": settings}))
     run_id = library.begin_run("train", [request.name], settings)
     try:
-        adapter.add_style(key)
+        with _seeded(config.seed + 1):
+            adapter.add_style(key)
         style = prepare_style(backbone, key, request.name, training_pairs, config.crop_margin)
         trainer = StyleTrainer(backbone, adapter, [style], config, train_shared=existing is None)
         preview_pair = (holdout or training_pairs)[0]
@@ -138,6 +148,26 @@ def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest
         raise
     finally:
         adapter.remove()
+
+
+def _published_by(library: StyleLibrary, name: str, resume_file: Path) -> StyleRecord | None:
+    """The style ``name`` when the run whose ``resume.json`` this is published it (same expert key)."""
+    if not resume_file.is_file():
+        return None
+    try:
+        key = json.loads(resume_file.read_text())["expert_key"]
+        record = library.get_style(name)
+    except (InputError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if record.expert_key == key else None
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Torch's global random numbers seeded with ``seed`` inside, restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pairs: list[Pair],

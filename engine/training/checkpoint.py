@@ -1,8 +1,12 @@
 """Resumable training checkpoints in safetensors (never pickles).
 
 A checkpoint holds named tensor groups (model weights, EMA, adapter, discriminator), the AdamW
-moments of each optimizer keyed by parameter name, and a JSON record with the step. Both files
-are written atomically, the JSON last, so a kill during a write leaves the previous checkpoint.
+moments of each optimizer keyed by parameter name, and a JSON record with the step. The tensors
+go to a file named after the step (``checkpoint-000040.safetensors``) and the JSON record, written
+last, names that file; both are written atomically and the previous tensors file is removed only
+after the record, so a kill at any moment leaves a record whose tensors are the ones of its step.
+(With one fixed tensors file, a kill between the two writes left the new tensors under the old
+step, and the resumed run repeated steps on weights that had already taken them.)
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from safetensors.torch import load_file, save_file
 
 from engine.core.files import atomic_path, write_text_atomic
 
-TENSORS_FILE = "checkpoint.safetensors"
+TENSORS_FILE = "checkpoint.safetensors"  # what records without a "tensors" entry (older checkpoints) use
 RECORD_FILE = "checkpoint.json"
+
+
+def tensors_file_name(step: int) -> str:
+    return f"checkpoint-{step:06d}.safetensors"
 
 
 def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, names: Mapping[torch.Tensor, str]) -> dict:
@@ -45,9 +53,13 @@ def save_checkpoint(
     for name, (optimizer, parameters) in optimizers.items():
         names = {parameter: parameter_name for parameter_name, parameter in parameters.items()}
         tensors.update(_optimizer_tensors(f"optim-{name}", optimizer, names))
-    with atomic_path(folder / TENSORS_FILE) as temporary:
+    name = tensors_file_name(step)
+    with atomic_path(folder / name) as temporary:
         save_file(tensors, temporary)
-    write_text_atomic(folder / RECORD_FILE, json.dumps({"step": step, **(record or {})}))
+    write_text_atomic(folder / RECORD_FILE, json.dumps({"step": step, **(record or {}), "tensors": name}))
+    for stale in [folder / TENSORS_FILE, *folder.glob("checkpoint-*.safetensors")]:
+        if stale.name != name:
+            stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(
@@ -61,7 +73,7 @@ def load_checkpoint(
     if not (folder / RECORD_FILE).is_file():
         return None
     record = json.loads((folder / RECORD_FILE).read_text())
-    tensors = load_file(folder / TENSORS_FILE)
+    tensors = load_file(folder / record.pop("tensors", TENSORS_FILE))
     with torch.no_grad():
         for group, state in groups.items():
             for key, value in state.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from subject_fixtures import write_photos
 
 from engine.core.errors import InputError
@@ -94,3 +95,45 @@ def test_a_different_name_reaches_the_trainer(library, monkeypatch):
     with pytest.raises(Trained):
         train_style(library, base_backbone(), StyleRequest("Ete doux", tiny_pairs(40)), ONE_STEP)
     assert calls == ["train"] and library.list_styles() == []
+
+
+class Killed(BaseException):
+    """Raised where a kill would land; nothing should catch it."""
+
+
+def test_a_run_killed_after_publishing_but_before_its_cleanup_is_done_when_restarted(library, tmp_path, monkeypatch):
+    pairs = tmp_path / "pairs"
+    write_pairs(pairs)
+
+    def killed_cleanup(*arguments, **keywords):
+        raise Killed
+
+    monkeypatch.setattr(add_style.shutil, "rmtree", killed_cleanup)
+    monkeypatch.setattr(StyleLibrary, "finish_run", lambda *arguments, **keywords: None)
+    with pytest.raises(Killed):
+        train_style(library, base_backbone(), StyleRequest("Ink", pairs), ONE_STEP)
+    monkeypatch.undo()
+    folder = library.root / "checkpoints" / slug("Ink")
+    assert folder.is_dir() and [style.name for style in library.list_styles()] == ["Ink"]
+    # Restarting the same training (what `python -m engine train` does again) finds it published.
+    record = train_style(library, base_backbone(), StyleRequest("Ink", pairs), ONE_STEP)
+    assert record.name == "Ink" and not folder.exists() and library.check() == []
+    # Another style of that name is still refused.
+    with pytest.raises(InputError, match="already exists"):
+        train_style(library, base_backbone(), StyleRequest("ink", pairs), ONE_STEP)
+
+
+def test_the_same_seed_repeats_a_run_from_its_random_start(tmp_path):
+    """The new adapter's and expert's random start comes from the seed, so a run restarted before
+    its first checkpoint repeats the one that was killed."""
+    from safetensors.torch import load_file
+
+    pairs = write_pairs(tmp_path / "pairs")
+    tensors = []
+    for attempt in range(2):
+        with StyleLibrary.open(tmp_path / f"library-{attempt}") as opened:
+            record = train_style(opened, base_backbone(), StyleRequest("Ink", pairs), ONE_STEP)
+            loaded = load_file(opened.adapter_path(record))
+            tensors.append({name.replace(record.expert_key, "KEY"): value for name, value in loaded.items()})
+    assert tensors[0].keys() == tensors[1].keys()
+    assert all(torch.equal(tensors[0][name], tensors[1][name]) for name in tensors[0])
