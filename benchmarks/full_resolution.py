@@ -10,6 +10,9 @@ working size, then carried to full size by every ``--renders`` variant
 (:func:`engine.rendering.full_resolution.carry_to_full_resolution`); ``stored`` is each style's
 own render choice (:mod:`engine.rendering.render_choice`), what the user gets. ``resize`` is the path
 before full-resolution rendering (the thumbnail upscaled), ``unedited`` the photo itself.
+``tiled[:SIZE[:OVERLAP]]`` edits again, in tiles (:mod:`engine.rendering.tiling`), and carries the
+tiled blend with the style's stored guided settings, so it differs from ``stored`` by the tiling only;
+its time per photo includes that edit.
 
 Scores, at full resolution against the target: PSNR, SSIM, style distance
 (:mod:`engine.metrics.perceptual`) and blockiness for the working size's 8 px patch grid scaled
@@ -19,6 +22,7 @@ to full size (:mod:`engine.metrics.blockiness`), beside the target's own blockin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -48,8 +52,13 @@ STORED = "stored"  # each style's own render choice, as the CLI and the studio u
 
 
 def parse_render(text: str) -> RenderSettings:
-    """``resize`` or ``guided[:RADIUS:EPSILON[:DETAIL]]`` (``guided`` alone for the defaults)."""
+    """``resize``, ``guided[:RADIUS:EPSILON[:DETAIL]]`` (``guided`` alone for the defaults) or
+    ``tiled[:SIZE[:OVERLAP]]`` (0 or nothing for the default size)."""
     method, *parameters = text.split(":")
+    if method == "tiled":
+        values = [int(value) for value in parameters]
+        return RenderSettings(render="tiled", tiled_size=values[0] if values else 0,
+                              tile_overlap=values[1] if len(values) > 1 else RenderSettings().tile_overlap)
     if method == "guided" and parameters:
         detail = float(parameters[2]) if len(parameters) > 2 else 1.0
         return RenderSettings(render="guided", guided_radius=int(parameters[0]), guided_epsilon=float(parameters[1]),
@@ -95,11 +104,13 @@ def scores(result: Image.Image, target: torch.Tensor, period: float, features) -
             "blockiness": float(blockiness(prediction, period)[0])}
 
 
-def run(styles: list[str], renders: list[str], long_side: int, library_folder: Path, cache: Path) -> dict:
+def run(styles: list[str], renders: list[str], long_side: int, library_folder: Path, cache: Path, limit: int = 0) -> dict:
     torch.manual_seed(0)
     backbone = load_backbone()
     features = default_features()
     photos = full_size_photos(long_side, cache)
+    if limit:
+        photos = dict(list(photos.items())[:limit])
     rows: dict[str, dict[str, list[dict[str, float]]]] = {}
     seconds: dict[str, float] = {}
     with StyleLibrary.open(library_folder) as library:
@@ -114,9 +125,15 @@ def run(styles: list[str], renders: list[str], long_side: int, library_folder: P
                 per_method.setdefault("target", []).append({"blockiness": float(blockiness(target, period)[0])})
                 per_method.setdefault("unedited", []).append(scores(photo, target, period, features))
                 for render in renders:
-                    settings = library.get_style(style).render_settings if render == STORED else parse_render(render)
+                    stored = library.get_style(style).render_settings
+                    settings = stored if render == STORED else parse_render(render)
                     started = time.perf_counter()
-                    result = carry_to_full_resolution(photo, working, settings)
+                    edited = working
+                    if settings.render == "tiled":
+                        settings = dataclasses.replace(stored, render="tiled", tiled_size=settings.tiled_size,
+                                                       tile_overlap=settings.tile_overlap)
+                        edited = editor.edit(photo, {style: 1.0}, render=settings)
+                    result = carry_to_full_resolution(photo, edited, settings)
                     seconds[render] = seconds.get(render, 0.0) + time.perf_counter() - started
                     per_method.setdefault(render, []).append(scores(result, target, period, features))
                 print(f"{style} / {name} {photo.size} done", flush=True)
@@ -141,17 +158,20 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.full_resolution", description=__doc__.splitlines()[0])
     parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles (or held-back ones, e.g. 'opencv stylization').")
-    parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided, guided:RADIUS:EPSILON[:DETAIL], or stored (each style's own choice).")
+    parser.add_argument("--renders", default=DEFAULT_RENDERS, help="Comma-separated: resize, guided, guided:RADIUS:EPSILON[:DETAIL], stored (each style's own choice), "
+                             "or tiled[:SIZE[:OVERLAP]] (a tiled edit carried with the style's stored choice; slower: it edits again).")
     parser.add_argument("--long-side", type=int, default=1024, help="The photos' long side in pixels.")
     parser.add_argument("--library", type=Path, default=REPOSITORY / "styles", help="The style library to edit with.")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="Where originals and targets are kept.")
+    parser.add_argument("--limit", type=int, default=0, help="Only the first N photos (0: all), for a quick look.")
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
     renders = [text for text in arguments.renders.split(",") if text]
     for text in renders:
         if text != STORED:
             parse_render(text)  # refuse a bad variant before the long run
-    report = run([s for s in arguments.styles.split(",") if s], renders, arguments.long_side, arguments.library, arguments.cache)
+    report = run([s for s in arguments.styles.split(",") if s], renders, arguments.long_side, arguments.library, arguments.cache,
+                 arguments.limit)
     publish(report, arguments.out)
     print(markdown(report))
     return 0

@@ -8,7 +8,8 @@ original (:mod:`benchmarks.originals`), upscaled to that many pixels, and a fres
 2. records its resident memory, then ``--repeats`` times: reads the file (:func:`load_photo`),
    edits it with a shipped style at working size, carries the result to full size
    (:func:`carry_to_full_resolution`, with the style's stored render choice) and writes it as JPEG
-   quality 95;
+   quality 95 (``--render tiled``: the same choice with the tiled render, :mod:`engine.rendering.tiling`,
+   whose tiled edit is the "edit" part);
 3. reports the median seconds of that whole path and of each part, and its peak resident memory
    (``ru_maxrss``; the model and torch are part of it, and the warm-up figure says how much).
 
@@ -41,7 +42,7 @@ def peak_megabytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def child(photo_path: Path, style: str, repeats: int) -> dict:
+def child(photo_path: Path, style: str, repeats: int, tiled: bool = False) -> dict:
     """Steps 1-3 of the module docstring in this process; returns the figures."""
     import torch
 
@@ -56,7 +57,7 @@ def child(photo_path: Path, style: str, repeats: int) -> dict:
     backbone = load_backbone()
     with StyleLibrary.open(REPOSITORY / "styles") as library, tempfile.TemporaryDirectory() as folder:
         editor = StyleEditor(backbone, library)
-        render = render_for_mix(library, {style: 1.0})  # the style's stored choice, as the CLI and the studio use it
+        render = render_for_mix(library, {style: 1.0}, {"render": "tiled"} if tiled else None)  # the stored choice
         editor.edit(Image.new("RGB", (320, 200), (120, 130, 140)), {style: 1.0})
         warm = peak_megabytes()
         parts: dict[str, list[float]] = {"read": [], "edit": [], "carry": [], "write": [], "total": []}
@@ -64,7 +65,7 @@ def child(photo_path: Path, style: str, repeats: int) -> dict:
             started = time.perf_counter()
             photo = load_photo(photo_path)
             read = time.perf_counter()
-            working = editor.edit(photo, {style: 1.0})
+            working = editor.edit(photo, {style: 1.0}, render=render)
             edited = time.perf_counter()
             result = carry_to_full_resolution(photo, working, render)
             carried = time.perf_counter()
@@ -78,13 +79,13 @@ def child(photo_path: Path, style: str, repeats: int) -> dict:
             "warm_rss_mb": round(warm), "peak_rss_mb": round(peak_megabytes())}
 
 
-def render_for_style(style: str):
-    """The shipped style's stored render settings (what the timed edits use)."""
+def render_for_style(style: str, tiled: bool = False):
+    """The shipped style's stored render settings (what the timed edits use), tiled if asked."""
     from engine.library import StyleLibrary
     from engine.services.mix_render import render_for_mix
 
     with StyleLibrary.open(REPOSITORY / "styles") as library:
-        return render_for_mix(library, {style: 1.0})
+        return render_for_mix(library, {style: 1.0}, {"render": "tiled"} if tiled else None)
 
 
 def make_photo(megapixels: float, folder: Path) -> Path:
@@ -102,22 +103,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--megapixels", default="1,12,24", help="Comma-separated photo sizes in megapixels.")
     parser.add_argument("--style", default=DEFAULT_STYLE, help="The shipped style to edit with.")
     parser.add_argument("--repeats", type=int, default=3, help="Timed edits per size (median reported).")
+    parser.add_argument("--render", choices=("stored", "tiled"), default="stored",
+                        help="'stored': the style's render choice; 'tiled': the same carried from a tiled edit.")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
     if arguments.child is not None:
-        print(json.dumps(child(arguments.child, arguments.style, arguments.repeats)))
+        print(json.dumps(child(arguments.child, arguments.style, arguments.repeats, arguments.render == "tiled")))
         return 0
     rows = {}
     with tempfile.TemporaryDirectory(prefix="atelier-render-speed-") as folder:
         for text in arguments.megapixels.split(","):
             photo = make_photo(float(text), Path(folder))
             command = [sys.executable, "-m", "benchmarks.render_speed", "--child", str(photo), "--style", arguments.style,
-                       "--repeats", str(arguments.repeats)]
+                       "--repeats", str(arguments.repeats), "--render", arguments.render]
             output = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, check=True).stdout
             rows[f"{float(text):g} MP"] = json.loads(output.strip().splitlines()[-1])
             print(f"{text} MP: {rows[f'{float(text):g} MP']}", file=sys.stderr, flush=True)
-    publish({"style": arguments.style, "render": vars(render_for_style(arguments.style)), "repeats": arguments.repeats, "sizes": rows}, arguments.out)
+    publish({"style": arguments.style, "render": vars(render_for_style(arguments.style, arguments.render == "tiled")), "repeats": arguments.repeats, "sizes": rows}, arguments.out)
     return 0
 
 
