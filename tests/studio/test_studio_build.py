@@ -225,7 +225,7 @@ def test_port_comes_from_the_flag_then_the_environment_then_7860(monkeypatch: py
 
 
 def test_an_engine_error_during_the_edit_restores_the_page_and_shows_its_message(context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing_edit(photo, mix, settings, callback=None, prompt=""):
+    def failing_edit(photo, mix, settings, callback=None, prompt="", render=None):
         callback(1, 4, photo)
         raise AtelierError("the model ran out of <memory>")
 

@@ -105,8 +105,14 @@ def test_a_run_killed_after_publishing_but_before_its_cleanup_is_done_when_resta
     pairs = tmp_path / "pairs"
     write_pairs(pairs)
 
-    def killed_cleanup(*arguments, **keywords):
-        raise Killed
+    real_rmtree = add_style.shutil.rmtree
+
+    def killed_cleanup(path, *arguments, **keywords):
+        # Only the run's own checkpoint cleanup dies; the library's staging cleanup inside the
+        # publish is the same shutil function and must still run.
+        if Path(path).name == slug("Ink") and Path(path).parent.name == "checkpoints":
+            raise Killed
+        return real_rmtree(path, *arguments, **keywords)
 
     monkeypatch.setattr(add_style.shutil, "rmtree", killed_cleanup)
     monkeypatch.setattr(StyleLibrary, "finish_run", lambda *arguments, **keywords: None)
