@@ -103,7 +103,29 @@ class JobState:
         return self.status in ENDED
 
 
-class TrainingJobs:
+class JobProgress:
+    """What both training runners (styles here, subjects in :mod:`engine.services.subject_jobs`)
+    do with a run's progress: keep the loss curve and move :class:`JobState` forward, only for
+    the job still current. Needs ``_state_lock``, ``_state`` and ``_losses``."""
+
+    def _progress(self, job: int, progress: TrainingProgress) -> None:
+        with self._state_lock:
+            if self._state.job != job:
+                return
+            self._losses.append((progress.step, float(progress.loss)))
+            changes = {"step": progress.step, "total": progress.total, "seconds_left": progress.seconds_left,
+                       "phase": PUBLISHING if progress.step >= progress.total else TRAINING}
+            if progress.preview is not None:
+                changes.update(preview=progress.preview, preview_step=progress.step)
+            self._state = replace(self._state, **changes)
+
+    def _update(self, job: int, **changes) -> None:
+        with self._state_lock:
+            if self._state.job == job and self._state.active:
+                self._state = replace(self._state, **changes)
+
+
+class TrainingJobs(JobProgress):
     """The training runner of one library. ``load_model`` loads a model copy from a spec (tests
     pass a tiny model's loader)."""
 
@@ -272,22 +294,6 @@ class TrainingJobs:
         finally:
             # Reached with the job still active only when something like SystemExit ended the thread.
             self._end(job, "failed", error="training ended without a result; the terminal running Atelier shows why", only_if_active=True)
-
-    def _progress(self, job: int, progress: TrainingProgress) -> None:
-        with self._state_lock:
-            if self._state.job != job:
-                return
-            self._losses.append((progress.step, float(progress.loss)))
-            changes = {"step": progress.step, "total": progress.total, "seconds_left": progress.seconds_left,
-                       "phase": PUBLISHING if progress.step >= progress.total else TRAINING}
-            if progress.preview is not None:
-                changes.update(preview=progress.preview, preview_step=progress.step)
-            self._state = replace(self._state, **changes)
-
-    def _update(self, job: int, **changes) -> None:
-        with self._state_lock:
-            if self._state.job == job and self._state.active:
-                self._state = replace(self._state, **changes)
 
     def _end(self, job: int, status: str, only_if_active: bool = False, **changes) -> None:
         with self._state_lock:

@@ -33,7 +33,7 @@ from engine.library import StyleLibrary, validate_style_name
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH, check_text
 from engine.models.backbones.base import Backbone
 from engine.models.backbones.registry import load_backbone
-from engine.services.jobs import LOADING, PUBLISHING, TRAINING, JobState
+from engine.services.jobs import LOADING, TRAINING, JobProgress, JobState
 from engine.training.loop import TrainingProgress
 from engine.training.subject import SubjectRequest, SubjectTrainingConfig, train_subject
 from engine.training.subject.add_subject import subject_run_folder
@@ -43,7 +43,7 @@ LOGGER = logging.getLogger(__name__)
 TAKEN = "the library already has a style or subject named {taken!r}; pick another name or delete it first"
 
 
-class SubjectJobs:
+class SubjectJobs(JobProgress):
     """The subject-training runner of one library. ``load_model`` loads a model copy from a spec
     (tests pass a tiny model's loader); ``busy`` returns the name of another training in progress
     (a style), or ``""``."""
@@ -165,22 +165,6 @@ class SubjectJobs:
             shutil.rmtree(folder, ignore_errors=True)
             self._end(job, "failed", request.name, error="training ended without a result; the terminal running Atelier shows why",
                       only_if_active=True)
-
-    def _progress(self, job: int, progress: TrainingProgress) -> None:
-        with self._state_lock:
-            if self._state.job != job:
-                return
-            self._losses.append((progress.step, float(progress.loss)))
-            changes = {"step": progress.step, "total": progress.total, "seconds_left": progress.seconds_left,
-                       "phase": PUBLISHING if progress.step >= progress.total else TRAINING}
-            if progress.preview is not None:
-                changes.update(preview=progress.preview, preview_step=progress.step)
-            self._state = replace(self._state, **changes)
-
-    def _update(self, job: int, **changes) -> None:
-        with self._state_lock:
-            if self._state.job == job and self._state.active:
-                self._state = replace(self._state, **changes)
 
     def _end(self, job: int, status: str, name: str, only_if_active: bool = False, **changes) -> None:
         with self._state_lock:
