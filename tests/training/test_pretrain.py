@@ -36,13 +36,18 @@ def test_split_holds_out_every_eighth_name_and_nothing_else():
     assert len(held) == 40 // HOLD_OUT_EVERY and not set(train) & set(held) and set(train) | set(held) == set(names)
 
 
-def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
-    # Photos of its own, so the test does not depend on where the checkout sits beside ../shared/photos.
-    photos = tmp_path / "photos"
+def random_photos(photos):
+    """Photos of the test's own, so it does not depend on where the checkout sits beside
+    ../shared/photos; with scikit-image's 9, past the pool's minimum of 16."""
     photos.mkdir()
-    for index in range(8):  # with scikit-image's 9, past the pool's minimum of 16
+    for index in range(8):
         array = np.random.default_rng(index).integers(0, 256, (96, 128, 3), dtype=np.uint8)
         Image.fromarray(array, mode="RGB").save(photos / f"photo{index}.png")
+    return photos
+
+
+def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
+    photos = random_photos(tmp_path / "photos")
     common = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "3", "--steps", "6",
               "--photos", str(photos)]
     main([*common, "--run-folder", str(tmp_path / "straight"), "--output", str(tmp_path / "straight-model")])
@@ -68,11 +73,7 @@ def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
 
 
 def test_version_two_recipe_resumes_exactly_from_a_grown_start(tmp_path, monkeypatch):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for index in range(8):
-        array = np.random.default_rng(index).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-        Image.fromarray(array, mode="RGB").save(photos / f"photo{index}.png")
+    photos = random_photos(tmp_path / "photos")
     small = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "1", "--skip-eval", "--steps", "2", "--photos", str(photos)]
     main([*small, "--run-folder", str(tmp_path / "small-run"), "--output", str(tmp_path / "small")])
     common = ["--preset", "tiny-v2", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "2",
