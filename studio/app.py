@@ -11,6 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.services.jobs import TrainingJobs
+from engine.services.subject_jobs import SubjectJobs
 from studio.context import StudioContext
 from studio.edit_tab import build_edit_tab
 from studio.fuse_tab import build_fuse_tab
@@ -72,15 +74,18 @@ def build_studio(context: StudioContext) -> gr.Blocks:
             gr.Markdown(HEADER, elem_id="atelier-header")
             gr.Markdown(f"Model: `{model_caption(context.model_spec)}` · {context.backbone.name}<br>"
                         f"Library: `{context.library.root}`", elem_id="atelier-model")
+        # One training at a time on the two cores: each runner refuses to start while the other runs.
+        style_jobs = TrainingJobs(context.library, context.model_spec, busy=lambda: subject_jobs.training_name())
+        subject_jobs = SubjectJobs(context.library, context.model_spec, busy=style_jobs.training_name)
         with gr.Tabs(elem_id="atelier-tabs"):
             with gr.Tab("Edit", id="edit"):
                 build_edit_tab(context)
             with gr.Tab("Train", id="train"):
-                style_jobs = build_train_tab(context)
+                build_train_tab(context, style_jobs)
             with gr.Tab("Library", id="library"):
                 build_library_tab(context)
             with gr.Tab("Fuse", id="fuse"):
-                build_fuse_tab(context, style_jobs)
+                build_fuse_tab(context, subject_jobs)
         # A page (re)loaded after the library changed must list the styles as they are now.
         studio.load(context.bump, context.library_version, context.library_version, queue=False, api_visibility="private")
     return studio

@@ -16,7 +16,7 @@ import gradio as gr
 from engine.core.configuration import help_of
 from engine.fusion import FusionConfig
 from engine.fusion.config import METHODS
-from engine.services.jobs import TrainingJobs
+from engine.services.subject_jobs import SubjectJobs
 from studio import fuse_run
 from studio.context import StudioContext
 from studio.messages import keeps_errors
@@ -26,9 +26,9 @@ FUSE_QUEUE = "fuse"
 PRIVATE = {"api_visibility": "private"}
 
 
-def build_fuse_tab(context: StudioContext, style_jobs: TrainingJobs | None = None) -> None:
+def build_fuse_tab(context: StudioContext, subject_jobs: SubjectJobs | None = None) -> None:
     """Lay out the Fuse page inside the current Blocks context and wire its events; the *Train a
-    subject* section below it does not start while ``style_jobs`` trains a style."""
+    subject* section below it trains with ``subject_jobs`` (made over the context unless given)."""
     subjects, styles = fuse_run.choices(context, fuse_run.SUBJECT_KINDS), fuse_run.choices(context, fuse_run.STYLE_KINDS)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -39,6 +39,10 @@ def build_fuse_tab(context: StudioContext, style_jobs: TrainingJobs | None = Non
                 style = gr.Dropdown(label="Style", choices=styles, value=styles[0] if styles else None,
                                     info="A style from your library.", elem_id="fuse-style")
             mode = gr.Radio([fuse_run.GENERATE, fuse_run.EDIT], value=fuse_run.GENERATE, label="Mode", elem_id="fuse-mode")
+            # The buttons come before the sliders so that they are in view at 1280x720.
+            with gr.Row():
+                run = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
+                compare = gr.Button("Compare EST · K-LoRA · merge", elem_id="fuse-compare")
             photo = gr.Image(label="Photo to edit", type="filepath", sources=["upload", "clipboard"], height=200,
                              visible=False, elem_id="fuse-photo")
             method = gr.Radio([(fuse_run.METHOD_LABELS[name], name) for name in METHODS], value="est", label="Method",
@@ -54,9 +58,6 @@ def build_fuse_tab(context: StudioContext, style_jobs: TrainingJobs | None = Non
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="fuse-seed")
                 steps = gr.Slider(1, 50, value=context.backbone.default_steps, step=1, label="Steps", elem_id="fuse-steps")
-            with gr.Row():
-                run = gr.Button("Fuse", variant="primary", elem_id="fuse-run")
-                compare = gr.Button("Compare EST · K-LoRA · merge", elem_id="fuse-compare")
             with gr.Accordion("Presets", open=False, elem_id="fuse-presets"):
                 with gr.Row(equal_height=True):
                     preset_name = gr.Textbox(label="Save these settings as", scale=3, elem_id="fuse-preset-name")
@@ -70,7 +71,7 @@ def build_fuse_tab(context: StudioContext, style_jobs: TrainingJobs | None = Non
             result = gr.Image(label="Result", type="pil", interactive=False, height=300, format="png", elem_id="fuse-result")
             compared = gr.Gallery(label="Side by side (same seed)", columns=3, height=260, object_fit="contain", elem_id="fuse-compare-gallery")
     # Below the page's two columns, so Fuse stays in view at 1280x720; open when there is no subject yet.
-    build_subject_training(context, subject, style_jobs, open_=not subjects)
+    build_subject_training(context, subject, subject_jobs, open_=not subjects)
 
     mode.change(lambda chosen: gr.update(visible=chosen == fuse_run.EDIT), mode, photo, queue=False, **PRIVATE)
     settings = [subject, style, mode, photo]

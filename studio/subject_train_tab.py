@@ -14,7 +14,6 @@ import gradio as gr
 
 from engine.core.configuration import help_of
 from engine.library.names import MAX_NAME_LENGTH
-from engine.services.jobs import TrainingJobs
 from engine.services.subject_jobs import SubjectJobs
 from engine.training.subject import MAX_PHOTOS, MIN_PHOTOS, SubjectTrainingConfig
 from studio import subject_train_run as run
@@ -27,17 +26,13 @@ PRIVATE = {"api_visibility": "private"}
 STEPS_CEILING = 1000
 
 
-def build_subject_training(context: StudioContext, subject: gr.Dropdown, style_jobs: TrainingJobs | None = None,
-                           jobs: SubjectJobs | None = None, open_: bool = False) -> SubjectJobs:
+def build_subject_training(context: StudioContext, subject: gr.Dropdown, jobs: SubjectJobs | None = None,
+                           open_: bool = False) -> SubjectJobs:
     """Lay out the section inside the current Blocks context (an accordion) and wire its events;
     ``subject`` is the Fuse page's subject dropdown, refreshed and picked when a subject is added.
-    Returns the runner (made over the context's library and model unless given)."""
-
-    def style_busy() -> str:
-        state = style_jobs.state() if style_jobs is not None else None
-        return state.name if state is not None and state.active else ""
-
-    jobs = jobs or SubjectJobs(context.library, context.model_spec, busy=style_busy)
+    Returns the runner (made over the context's library and model unless given; the studio passes
+    one that refuses to start while a style trains)."""
+    jobs = jobs or SubjectJobs(context.library, context.model_spec)
     seen = gr.State({})
     timer = gr.Timer(POLL_SECONDS, active=False)
     with gr.Accordion("Train a subject", open=open_, elem_id="subject-train"):

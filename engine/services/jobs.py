@@ -108,6 +108,12 @@ class JobProgress:
     do with a run's progress: keep the loss curve and move :class:`JobState` forward, only for
     the job still current. Needs ``_state_lock``, ``_state`` and ``_losses``."""
 
+    def training_name(self) -> str:
+        """The name being trained now, or ``""``: what another runner's ``busy`` asks, so that a
+        style and a subject never train at the same time on the same two cores."""
+        with self._state_lock:
+            return self._state.name if self._state.active else ""
+
     def _progress(self, job: int, progress: TrainingProgress) -> None:
         with self._state_lock:
             if self._state.job != job:
@@ -127,12 +133,15 @@ class JobProgress:
 
 class TrainingJobs(JobProgress):
     """The training runner of one library. ``load_model`` loads a model copy from a spec (tests
-    pass a tiny model's loader)."""
+    pass a tiny model's loader); ``busy`` returns the name of another training in progress (a
+    subject, :class:`engine.services.subject_jobs.SubjectJobs`), or ``""``."""
 
-    def __init__(self, library: StyleLibrary, model_spec: str, load_model: Callable[[str], Backbone] = load_backbone) -> None:
+    def __init__(self, library: StyleLibrary, model_spec: str, load_model: Callable[[str], Backbone] = load_backbone,
+                 busy: Callable[[], str] | None = None) -> None:
         self._library = library
         self._model_spec = model_spec
         self._load_model = load_model
+        self._busy = busy or (lambda: "")
         self._state = JobState()
         self._losses: list[tuple[int, float]] = []  # the current job's, copied into each snapshot
         self._started = 0.0
@@ -318,6 +327,9 @@ class TrainingJobs(JobProgress):
             if current.phase == TRAINING and current.step == current.first_step:
                 where = "at its first step"
             raise InputError(f"{current.name!r} is training now ({where}); wait for it to finish or cancel it before starting another")
+        other = self._busy()
+        if other:
+            raise InputError(f"the subject {other!r} is training now; wait for it to finish (Fuse tab) before training a style")
 
     def _keys_trained_elsewhere(self) -> set[str]:
         """Run folders another live process is training into (a run it began and has not ended)."""

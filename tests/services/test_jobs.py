@@ -205,3 +205,40 @@ def test_runs_started_outside_the_studio_are_listed_but_resumed_there(library, t
         jobs.resume(run.key)
     jobs.discard(run.key)
     assert not folder.exists()
+
+
+def test_a_style_and_a_subject_never_train_at_once(library, tmp_path: Path) -> None:
+    """The studio wires the two runners to each other: while a subject trains (here still loading
+    its model) a style is refused with a message naming the subject, and the other way round."""
+    from engine.services.subject_jobs import SubjectJobs
+    from engine.training.subject.config import preset
+    from tests.training.subject_fixtures import write_photos
+
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_loader(spec: str):
+        loading.set()
+        release.wait(WAIT_S)
+        return base_backbone()
+
+    styles = TrainingJobs(library, "tiny", load_model=slow_loader, busy=lambda: subjects.training_name())
+    subjects = SubjectJobs(library, "tiny", load_model=slow_loader, busy=styles.training_name)
+    photos = sorted(write_photos(tmp_path / "subject").iterdir())
+    assert styles.training_name() == subjects.training_name() == ""
+    subjects.start("my cat", photos, preset("tiny", steps=1))
+    assert loading.wait(WAIT_S) and subjects.training_name() == "my cat"
+    pairs = write_pairs(tmp_path / "pairs", count=2)
+    with pytest.raises(InputError, match="the subject 'my cat' is training now"):
+        styles.start(StyleRequest("Ink", pairs), StyleTrainingConfig(steps=1, **QUICK))
+    subjects.cancel()
+    release.set()
+    assert subjects.wait(WAIT_S).status in ("cancelled", "finished")
+    assert subjects.training_name() == ""
+    loading.clear()
+    release.clear()
+    styles.start(StyleRequest("Ink", pairs), StyleTrainingConfig(steps=1, **QUICK))
+    assert loading.wait(WAIT_S)
+    with pytest.raises(InputError, match="the style 'Ink' is training now"):
+        subjects.check("my dog")
+    release.set()
+    assert styles.wait(WAIT_S).status == "finished"

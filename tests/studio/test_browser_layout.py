@@ -176,8 +176,6 @@ def test_the_page_does_not_scroll_itself_during_and_after_an_edit(page, tmp_path
     assert page.evaluate("window.__maxScroll") == 0, "the page scrolled during the edit"
 
 
-@pytest.mark.xfail(reason="known defect found 2026-12-04: at 1280x720 the Fuse button (#fuse-run) is not in view "
-                          "without scrolling; to fix in the Fuse layout", strict=False)
 def test_fuse_is_in_view_at_1280x720_and_the_subject_train_button_is_reachable(page, tmp_path: Path) -> None:
     """Fuse needs no scrolling; *Train a subject* sits below it (collapsed while the library has a
     subject), opens, and its Train button and a message naming a bad upload can be reached."""
