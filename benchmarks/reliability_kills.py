@@ -11,20 +11,25 @@ checkpoint every few steps), and SIGKILLs it at one point drawn with a fixed see
   written but not renamed into place; the tensors in place, the JSON record not yet written),
 * ``publish-staged`` / ``publish-moved`` / ``publish-committed``: inside the final publish (files
   staged; files moved into the library, database rows not yet inserted; committed, run not yet
-  marked finished), and ``cleanup`` (finished, checkpoint folder not yet removed),
-* ``time``: a random moment of the run.
+  marked finished), ``cleanup`` (finished, checkpoint folder not yet removed) and ``finished``
+  (the run over, the process not yet exited),
+* ``time``: a random moment of the run, drawn as a share (5-95 %) of how long the uninterrupted
+  reference run trained, so it lands while training.
 
 The child stops at its point and waits to be killed, so each kill lands where it says. After the
 kill the library is opened (its recovery runs) and must pass ``check(deep=True)`` with every style
 verified, no run left 'running' and "First" unchanged; then the same training starts again
 (resuming from the checkpoint) and must finish with "Second" published, the library clean, no run
 folder left, and the adapter's tensors bit-for-bit equal to an uninterrupted run's (expert keys,
-drawn at random per run, are renamed to one name before comparing).
+drawn at random per run, are renamed to one name before comparing). A kill that came after the run had
+finished (published "Second" and removed its run folder) needs no restart (training it again is
+refused, rightly, as a taken name); its published adapter must equal the reference's.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import select
@@ -38,7 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 POINTS = ("step", "checkpoint-tensors", "checkpoint-record", "publish-staged", "publish-moved", "publish-committed",
-          "cleanup", "time")
+          "cleanup", "finished", "time")
 FIRST, SECOND = "First", "Second"
 STEPS, CHECKPOINT_EVERY = 12, 4
 STOPPED = "stopped at"
@@ -121,6 +126,8 @@ def install_stop(point: str, occurrence: str) -> None:
         store.StyleLibrary.finish_run = before(store.StyleLibrary.finish_run, lambda self, run_id, status, *rest: status == "finished")
     elif point == "cleanup":
         add_style.shutil.rmtree = before(add_style.shutil.rmtree)
+    elif point == "finished":
+        add_style.train_style = after(add_style.train_style)
     else:
         raise SystemExit(f"unknown point {point!r}")
 
@@ -172,18 +179,22 @@ def run_child(model: Path, pairs: Path, library: Path, style: str) -> subprocess
     return done
 
 
-def kill_at(model: Path, pairs: Path, library: Path, point: str, occurrence: int, delay: float) -> str:
+def kill_at(model: Path, pairs: Path, library: Path, point: str, occurrence: int, delay: float) -> tuple[str, float]:
     """Start training "Second" and SIGKILL it at ``point`` (its ``occurrence``-th time), or
-    ``delay`` seconds after it started for ``time``; returns where the kill landed."""
+    ``delay`` seconds after it started for ``time`` (``math.inf``: never; the run ends on its
+    own); returns where the kill landed and the seconds from the model loaded to the end."""
     stop = "" if point == "time" else f"{point}:{occurrence}"
     process = subprocess.Popen(child_command(model, pairs, library, SECOND, stop), env=environment(), cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     landed = "finished before the kill"
+    started_at = None
     try:
         deadline = time.monotonic() + 600
-        started_at = None
         while time.monotonic() < deadline:
-            timeout = 1.0 if started_at is None else max(0.0, started_at + delay - time.monotonic())
+            if started_at is None:
+                timeout = 1.0
+            else:
+                timeout = None if math.isinf(delay) else max(0.0, started_at + delay - time.monotonic())
             ready, _, _ = select.select([process.stdout], [], [], timeout)
             if not ready:
                 if started_at is not None and point == "time":
@@ -201,6 +212,7 @@ def kill_at(model: Path, pairs: Path, library: Path, point: str, occurrence: int
         else:
             landed = "timed out"
     finally:
+        ran = time.monotonic() - started_at if started_at is not None else 0.0
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait()
@@ -209,7 +221,19 @@ def kill_at(model: Path, pairs: Path, library: Path, point: str, occurrence: int
         process.stderr.close()
     if landed == "finished before the kill" and process.returncode != 0:
         raise RuntimeError(f"the child failed before its kill point (exit {process.returncode}): {stderr[-2000:]}")
-    return landed
+    return landed, ran
+
+
+def finished_before_the_kill(library_folder: Path) -> bool:
+    """Whether the run had already published "Second" and removed its run folder: it was done, so
+    there is nothing to restart (a run killed between the two is restarted: it finds its publish
+    and removes the folder)."""
+    from engine.library import StyleLibrary
+    from engine.training.resumable import run_folder
+
+    with StyleLibrary.open(library_folder) as library:
+        done = any(record.name == SECOND for record in library.list_styles())
+        return done and not run_folder(library.root, SECOND).exists()
 
 
 def library_problems(library_folder: Path, first_tensors: dict, finished: bool) -> list[str]:
@@ -275,7 +299,8 @@ def final_tensors(library_folder: Path) -> dict:
 
 def choose_kills(count: int, seed: int, points: list[str] | None = None) -> list[tuple[str, int, float]]:
     """``count`` kill points: each kind of point once, in order (or ``points``), then random kinds;
-    each with a random occurrence (which step, which checkpoint) and, for ``time``, a random delay."""
+    each with a random occurrence (which step, which checkpoint) and, for ``time``, a random share
+    of the reference run's training time."""
     chooser = random.Random(seed)
     kinds = list(points or POINTS)[:count]
     kinds += [chooser.choice(POINTS) for _ in range(count - len(kinds))]
@@ -284,7 +309,7 @@ def choose_kills(count: int, seed: int, points: list[str] | None = None) -> list
         checkpoints = STEPS // CHECKPOINT_EVERY
         occurrence = {"step": chooser.randint(1, STEPS), "checkpoint-tensors": chooser.randint(1, checkpoints),
                       "checkpoint-record": chooser.randint(1, checkpoints)}.get(kind, 1)
-        kills.append((kind, occurrence, round(chooser.uniform(0.0, 4.0), 2)))
+        kills.append((kind, occurrence, round(chooser.uniform(0.05, 0.95), 2)))
     return kills
 
 
@@ -299,33 +324,35 @@ def run_kills(work: Path, count: int = 12, seed: int = 17, points: list[str] | N
         first_tensors = expert_tensors(library.adapter_path(first), first.expert_key)
     reference_folder = work / "reference"
     shutil.copytree(base, reference_folder)
-    clock = time.perf_counter()
-    run_child(model, pairs, reference_folder, SECOND)
-    reference_seconds = time.perf_counter() - clock
+    _, reference_seconds = kill_at(model, pairs, reference_folder, "time", 0, math.inf)
     reference = final_tensors(reference_folder)
     rows = []
-    for index, (point, occurrence, delay) in enumerate(choose_kills(count, seed, points)):
+    for index, (point, occurrence, share) in enumerate(choose_kills(count, seed, points)):
         folder = work / f"kill-{index}"
         shutil.copytree(base, folder)
-        landed = kill_at(model, pairs, folder, point, occurrence, delay)
+        landed, _ = kill_at(model, pairs, folder, point, occurrence, share * reference_seconds)
         after_kill = library_problems(folder, first_tensors, finished=False)
         restart_error = ""
-        try:
-            run_child(model, pairs, folder, SECOND)
-        except RuntimeError as error:
-            restart_error = str(error).strip().splitlines()[-1]
+        if finished_before_the_kill(folder):
+            restart = "not needed: the run had finished"
+        else:
+            restart = "finished"
+            try:
+                run_child(model, pairs, folder, SECOND)
+            except RuntimeError as error:
+                restart_error = str(error).strip().splitlines()[-1]
         after_restart = library_problems(folder, first_tensors, finished=True)
         identical = not restart_error and not after_restart and same_tensors(final_tensors(folder), reference)
         survived = landed not in ("timed out", "finished before the kill") and not after_kill and not restart_error \
             and not after_restart and identical
         rows.append({"kill": index + 1, "point": point, "landed": landed, "library_after_kill": after_kill or "clean",
-                     "restart": restart_error or "finished", "library_after_restart": after_restart or "clean",
+                     "restart": restart_error or restart, "library_after_restart": after_restart or "clean",
                      "weights_identical": identical, "survived": survived})
         print(f"kill {index + 1}: {landed}: {'survived' if survived else 'FAILED'}", file=sys.stderr, flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     return {"suite": "reliability-kills", "model": "embedded tiny (random weights)", "steps": STEPS,
             "checkpoint_every": CHECKPOINT_EVERY, "seed": seed, "comparison": "adapter tensors bit-for-bit (torch.equal)",
-            "reference_seconds": round(reference_seconds, 1), "seconds": round(time.perf_counter() - started, 1),
+            "reference_training_seconds": round(reference_seconds, 1), "seconds": round(time.perf_counter() - started, 1),
             "kills": len(rows), "survived": sum(row["survived"] for row in rows), "rows": rows}
 
 
