@@ -23,6 +23,7 @@ from engine.fusion.render import stage_of
 from engine.fusion.sources import record_layers
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import check_render_size
+from engine.services.mix_render import render_for_mix
 from studio.context import StudioContext
 from studio.streaming import Finished, stream_call
 from studio.messages import page_error
@@ -107,7 +108,9 @@ def _fuse_once(context: StudioContext, subject: str, style: str, config: FusionC
     subject_source = record_layers(context.library, context.library.get_style(subject), backbone)
     style_source = record_layers(context.library, context.library.get_style(style), backbone)
     plan = plan_fusion(backbone, subject_source.layers, style_source.layers, config)
-    return render_fusion(backbone, plan, settings, photo=photo, callback=callback)
+    # An edit is carried to the photo's size with the style's stored render choice, as on the Edit page.
+    render = render_for_mix(context.library, {style: 1.0})
+    return render_fusion(backbone, plan, settings, photo=photo, callback=callback, render_settings=render)
 
 
 def run_fusion(context: StudioContext, subject, style, mode, photo_path, method, alpha, style_bias, subject_scale,

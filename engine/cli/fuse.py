@@ -12,7 +12,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from engine.cli.arguments import add_config_arguments, config_from_args
+from engine.cli.arguments import add_config_arguments, config_from_args, given_config_values
 from engine.cli.progress import ProgressBar
 from engine.core.errors import InputError
 from engine.core.imaging import load_photo, output_format, save_image
@@ -24,6 +24,7 @@ from engine.models.backbones.base import Backbone
 from engine.models.backbones.registry import EMBEDDED, compute_dtype, load_backbone
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import RenderSettings, check_render_size
+from engine.services.mix_render import render_for_mix
 
 NAME = "fuse"
 SUMMARY = "Fuse a subject LoRA and a style LoRA (EST-LoRA, K-LoRA or a merge) into one generated or edited image."
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="A local folder with DINO ViT-S/16 (facebook/dino-vits16) to measure beta as the paper does; "
                              "default: the offline style embedding.")
     add_config_arguments(parser, SamplerSettings)
-    add_config_arguments(parser, RenderSettings)
+    # Unset render options take a library style's stored choice; given ones win.
+    add_config_arguments(parser, RenderSettings, default_help="a library style's stored choice, else {default}")
     parser.add_argument("--prompt", default="", help="The prompt or edit instruction; empty uses the model's default.")
     parser.add_argument("--model", default=EMBEDDED, metavar="SPEC",
                         help="'embedded' (the shipped model, the default), a model folder, or a FLUX.1 Kontext folder or hub id.")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     config = FusionConfig(method=args.method, beta=args.beta, dino_folder=args.dino,
                           **{name: getattr(args, name) for name in CONFIG_OPTIONS})
     settings = config_from_args(SamplerSettings, args)
-    render = config_from_args(RenderSettings, args)
+    given_render = given_config_values(RenderSettings, args)
+    RenderSettings(**given_render)  # checks the values before the model loads
     photo = load_photo(args.input) if args.input is not None else None
     if photo is not None:
         check_render_size(photo.size, str(args.input))
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--subject {subject.label} and --style {style.label} are the same LoRA ({same}); "
                              "pick two different LoRAs")
         plan = plan_fusion(backbone, subject.layers, style.layers, config)
+        # A library style carries its edits to full size with its stored render choice, as `edit` does.
+        render = render_for_mix(None if Path(args.style).expanduser().is_file() else library.open(), {args.style: 1.0}, given_render)
     with ProgressBar("fusing") as progress:
         result = render_fusion(backbone, plan, settings, args.prompt, photo, callback=progress, render_settings=render)
     try:

@@ -2,7 +2,9 @@
 
 The rule the CLI's ``edit`` and the studio's Edit tab share: the stored render choice of the
 style with the largest weight (the first of equal ones; :class:`RenderSettings` defaults for a
-style without a choice, and for no style), with whatever the user gave explicitly on top.
+style without a choice, and for no style), with whatever the user gave explicitly on top. A
+fusion edit (the CLI's ``fuse`` and the studio's Fuse page) takes its style side's choice the same
+way, as a mix of that one style.
 """
 
 from __future__ import annotations

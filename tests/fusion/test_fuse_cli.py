@@ -113,3 +113,30 @@ def test_bad_options_fail_before_the_model_loads(setup, tmp_path, capsys):
     assert "alpha must lie in [0, 10]" in error_line(capsys)
     assert fuse(setup, "--subject", "Ink", "--style", "Paint", "--out", tmp_path / "x.tga") == 2
     assert error_line(capsys)
+
+
+def test_a_fusion_edit_is_carried_with_the_library_styles_render_choice(setup, tmp_path):
+    """As ``edit --style`` does: unset render options take the style's stored choice; given ones win."""
+    import shutil
+
+    import numpy as np
+
+    from engine.rendering.full_resolution import RenderSettings
+
+    library = tmp_path / "library"
+    shutil.copytree(setup["library"], library)
+    with StyleLibrary.open(library) as opened:
+        opened.set_render("Grain", RenderSettings("guided", 4, 1e-4))
+    photo = tmp_path / "detail.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8), mode="RGB").save(photo)
+    common = ["fuse", "--model", str(setup["model"]), "--library", str(library), "--steps", "2", "--subject", "Teapot",
+              "--style", "Grain", "--input", str(photo), "--method", "merge"]
+
+    def result(name: str, *flags: str) -> np.ndarray:
+        assert main([*common, *flags, "--out", str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name) as image:
+            return np.asarray(image.convert("RGB"))
+
+    stored = result("stored.png")
+    np.testing.assert_array_equal(stored, result("flags.png", "--guided-radius", "4", "--guided-epsilon", "1e-4"))
+    assert not np.array_equal(stored, result("defaults.png", "--guided-radius", "2", "--guided-epsilon", "1e-3"))

@@ -102,3 +102,21 @@ def test_loras_on_different_layers_fuse_only_when_allowed(context, tmp_path: Pat
         list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *SLIDERS))
     preview, result, status = list(fuse_run.run_fusion(context, "two layers", "ink", fuse_run.GENERATE, None, "est", *union))[-1]
     assert isinstance(result["value"], Image.Image) and "layers on the subject" in status
+
+
+def test_a_fusion_edit_comes_back_at_the_photos_size_with_the_styles_render_choice(context, tmp_path: Path) -> None:
+    from engine.rendering.full_resolution import RenderSettings
+
+    photo = tmp_path / "detail.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8), mode="RGB").save(photo)
+
+    def edited() -> np.ndarray:
+        result = list(fuse_run.run_fusion(context, "cat", "ink", fuse_run.EDIT, str(photo), "merge", *SLIDERS))[-1][1]["value"]
+        assert result.size == (70, 50)
+        return np.asarray(result)
+
+    defaults = edited()
+    context.library.set_render("ink", RenderSettings("guided", 4, 1e-4))
+    assert not np.array_equal(edited(), defaults)
+    context.library.set_render("ink", RenderSettings())
+    np.testing.assert_array_equal(edited(), defaults)
