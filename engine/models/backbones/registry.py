@@ -20,15 +20,35 @@ EMBEDDED = "embedded"
 DTYPE_CHOICES = ("auto", "float32", "bfloat16")
 
 
-def compute_dtype(choice: str, styled: bool) -> torch.dtype:
-    """The dtype for a ``--dtype`` choice. ``auto`` is bfloat16 for plain edits, where it is
-    1.36x faster than float32 at equal identity PSNR (BENCHMARKS.md), and float32 where styles
-    are folded into the weights or trained, which bfloat16 has not been measured for."""
+def compute_dtype(choice: str, styled: bool, spec: str = EMBEDDED) -> torch.dtype:
+    """The dtype for a ``--dtype`` choice with the model ``spec``. ``auto`` is float32 where styles
+    are folded into the weights or trained, which bfloat16 has not been measured for; for plain
+    edits it is bfloat16 where that was measured faster: for an embedded model, when its model
+    card's evaluation (``metrics.json``) timed bfloat16 edits below float32 ones (version 1: yes;
+    version 2, whose convolutions run unfused in bfloat16 on CPU: no); for FLUX.1 Kontext always,
+    as diffusers runs it."""
     if choice not in DTYPE_CHOICES:
         raise InputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {choice!r}")
     if choice == "auto":
-        return torch.float32 if styled else torch.bfloat16
+        return torch.bfloat16 if not styled and _bfloat16_is_faster(spec) else torch.float32
     return torch.float32 if choice == "float32" else torch.bfloat16
+
+
+def _bfloat16_is_faster(spec: str) -> bool:
+    from engine.models.backbones.embedded.backbone import ASSETS, EmbeddedBackbone
+
+    folder = Path(ASSETS) if spec == EMBEDDED else Path(spec).expanduser()
+    config = folder / "config.json"
+    if not (config.is_file() and json.loads(config.read_text()).get("backbone") == EmbeddedBackbone.family):
+        return True  # FLUX.1 Kontext (a pipeline folder or a hub id)
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        return False
+    measured = json.loads(metrics.read_text())
+    try:
+        return measured["identity_psnr_bf16"]["seconds_per_edit"] < measured["identity_psnr_fp32"]["seconds_per_edit"]
+    except (KeyError, TypeError):
+        return False
 
 
 def load_backbone(spec: str = EMBEDDED, dtype: torch.dtype = torch.float32, allow_download: bool = False) -> Backbone:
