@@ -182,12 +182,13 @@ def run_child(model: Path, pairs: Path, library: Path, style: str) -> subprocess
 def kill_at(model: Path, pairs: Path, library: Path, point: str, occurrence: int, delay: float) -> tuple[str, float]:
     """Start training "Second" and SIGKILL it at ``point`` (its ``occurrence``-th time), or
     ``delay`` seconds after it started for ``time`` (``math.inf``: never; the run ends on its
-    own); returns where the kill landed and the seconds from the model loaded to the end."""
+    own); returns where the kill landed and the seconds from the model loaded to the end of the
+    training call (the child's ``done`` line; the interpreter's exit after it is not counted)."""
     stop = "" if point == "time" else f"{point}:{occurrence}"
     process = subprocess.Popen(child_command(model, pairs, library, SECOND, stop), env=environment(), cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     landed = "finished before the kill"
-    started_at = None
+    started_at = done_at = None
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -206,13 +207,15 @@ def kill_at(model: Path, pairs: Path, library: Path, point: str, occurrence: int
                 break
             if line.startswith("started"):
                 started_at = time.monotonic()
+            if line.startswith("done"):
+                done_at = time.monotonic()
             if line.startswith(STOPPED):
                 landed = line[len(STOPPED):].strip()
                 break
         else:
             landed = "timed out"
     finally:
-        ran = time.monotonic() - started_at if started_at is not None else 0.0
+        ran = (done_at or time.monotonic()) - started_at if started_at is not None else 0.0
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait()
