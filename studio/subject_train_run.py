@@ -26,7 +26,7 @@ from engine.training.subject.photos import check_suffix
 from studio import fuse_run
 from studio.context import StudioContext
 from studio.messages import error_markdown, page_error
-from studio.train_run import duration, loss_frame, progress_html
+from studio.train_run import duration, job_view, progress_html
 
 VIEW = ("seen", "status", "progress", "loss", "preview", "timer")
 IDLE = (f"Upload {MIN_PHOTOS} to {MAX_PHOTOS} photos of one subject, name it and press **Train**. "
@@ -115,17 +115,10 @@ def attach(jobs: SubjectJobs) -> tuple[Any, ...]:
 
 def show_state(state: JobState, seen: dict, fresh: bool = False, announce: bool = True) -> tuple[Any, ...]:
     """Updates for :data:`VIEW`; parts the page already shows (per ``seen``) are skipped."""
-    same_job = not fresh and seen.get("job") == state.job
-    just_ended = state.ended and not (same_job and seen.get("ended"))
-    new_seen = {"job": state.job, "ended": state.ended, "preview_step": state.preview_step, "losses": len(state.losses)}
-    loss = gr.skip() if same_job and seen.get("losses") == len(state.losses) else loss_frame(state)
-    if same_job and seen.get("preview_step") == state.preview_step:
-        preview = gr.skip()
-    else:
-        preview = gr.update(value=state.preview, label=preview_label(state))
-    if announce and just_ended and state.status == "failed":
+    view = job_view(state, seen, fresh, preview_label)
+    if announce and view.just_ended and state.status == "failed":
         gr.Warning(html.escape(f"Training the subject {state.name!r} failed: {state.error}"), title="Training failed")
-    return new_seen, status_text(state), progress_html(state), loss, preview, gr.Timer(active=state.active)
+    return view.seen, status_text(state), progress_html(state), view.loss, view.preview, gr.Timer(active=state.active)
 
 
 def preview_label(state: JobState) -> str:

@@ -15,7 +15,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
@@ -182,19 +182,35 @@ def earlier_run_text(state: JobState, can_resume: bool = False) -> str:
     return f"{IDLE}\n\n*Last run{when}:* {status_text(state, can_resume)}"
 
 
-def show_state(jobs: TrainingJobs, state: JobState, seen: dict, fresh: bool = False, announce: bool = True) -> tuple[Any, ...]:
-    """Updates for :data:`VIEW`; parts the page already shows (per ``seen``) are skipped."""
+@dataclasses.dataclass(frozen=True)
+class JobView:
+    """What a page watching a training job (a style here, a subject on the Fuse page) updates on a
+    poll: ``seen`` for the next poll, and the loss plot and preview, skipped where unchanged."""
+
+    same_job: bool
+    just_ended: bool
+    seen: dict
+    loss: Any
+    preview: Any
+
+
+def job_view(state: JobState, seen: dict, fresh: bool, label: Callable[[JobState], str]) -> JobView:
+    """The :class:`JobView` of ``state`` for a page that last saw ``seen`` (``fresh``: a page just
+    loaded, which shows everything); ``label`` names the preview."""
     same_job = not fresh and seen.get("job") == state.job
-    just_ended = state.ended and not (same_job and seen.get("ended"))
     new_seen = {"job": state.job, "ended": state.ended, "preview_step": state.preview_step, "losses": len(state.losses)}
-    if same_job and seen.get("losses") == len(state.losses):
-        loss = gr.skip()
-    else:
-        loss = loss_frame(state)
+    loss = gr.skip() if same_job and seen.get("losses") == len(state.losses) else loss_frame(state)
     if same_job and seen.get("preview_step") == state.preview_step:
         preview = gr.skip()
     else:
-        preview = gr.update(value=state.preview, label=preview_label(state))
+        preview = gr.update(value=state.preview, label=label(state))
+    return JobView(same_job, state.ended and not (same_job and seen.get("ended")), new_seen, loss, preview)
+
+
+def show_state(jobs: TrainingJobs, state: JobState, seen: dict, fresh: bool = False, announce: bool = True) -> tuple[Any, ...]:
+    """Updates for :data:`VIEW`; parts the page already shows (per ``seen``) are skipped."""
+    view = job_view(state, seen, fresh, preview_label)
+    same_job, just_ended = view.same_job, view.just_ended
     if state.status == "finished" and state.record is not None:
         metrics = gr.update(value=metrics_markdown(state.record), visible=True)
     else:
@@ -204,7 +220,7 @@ def show_state(jobs: TrainingJobs, state: JobState, seen: dict, fresh: bool = Fa
     if announce and just_ended and state.status == "failed":
         gr.Warning(html.escape(f"Training {state.name!r} failed: {state.error}"), title="Training failed")
     resumable = resumable_update(runs) if runs is not None else (gr.skip(), gr.skip())
-    return (new_seen, status_text(state, can_resume), progress_html(state), loss, preview, metrics,
+    return (view.seen, status_text(state, can_resume), progress_html(state), view.loss, view.preview, metrics,
             gr.Timer(active=state.active), *resumable)
 
 
