@@ -81,6 +81,17 @@ def _extra_photos(config: dict, facts: dict) -> str:
             "(each image's package and licence: `pretrain-photos.csv`, counts: `PRETRAIN_PHOTOS.md`)")
 
 
+def _generation_limit(generation: dict) -> str:
+    """What the generation row says in words: where the samples' colour distance lies between a
+    perfect generator's (training crops) and a failing one's (grey noise)."""
+    perfect, failing = generation["training_photos_vs_held_out"], generation["grey_noise_vs_held_out"]
+    share = (generation["generated_vs_held_out"] - perfect) / max(failing - perfect, 1e-9)
+    if share > 0.5:
+        return (f"Generation does not draw pictures yet: its samples' colour distance is {share:.0%} of the way "
+                "from photo crops' to grey noise's (table above).")
+    return "Generation makes photo-like colour layouts, not recognisable objects."
+
+
 def write_model_card(folder: Path, facts: dict, metrics: dict, history: list[dict] | None = None) -> None:
     """Render the card; ``history`` holds earlier models' :func:`summary_row` rows, oldest first."""
     config = facts["pretrain"]
@@ -100,7 +111,8 @@ works out of the box on a CPU with no download. Files: `model.safetensors` (weig
     ("Architecture", "FLUX DiT (diffusers FluxTransformer2DModel), pixel space, 8x8 patches, source in channels"),
     ("Parameters", f"{facts['parameters']:,}"),
     ("Preset", config["preset"]),
-    ("Training steps", f"{config['steps']} at batch {config['batch_size']}"),
+    ("Training steps", f"{config['steps']} at batch {config['batch_size']}"
+                       + (f", continuing `{config['init_from']}`" if config.get("init_from") else "")),
     ("Training wall time", f"{facts['pretrain_wall_time_s'] / 60:.1f} min on a 2-core CPU machine, shared with other work"),
     ("Seed", str(config["seed"])),
 ])}
@@ -161,8 +173,8 @@ Each shipped model's run and headline numbers, measured alike (the last row is t
 
 ## Limits
 
-128 px is small: use it for looks and colour, not detail. Generation makes photo-like colour
-layouts, not recognisable objects; it exists for subject LoRAs. Trained on
+128 px is small: use it for looks and colour, not detail. {_generation_limit(generation)}
+Generation exists for subject LoRAs. Trained on
 {facts.get('training_photos', 72)} images. An instruction whose row above shows no gain over the
 unedited photo is not learned at this training length. Identity fidelity, which bounds every
 style trained on top, is what the recipe optimises first.
