@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                              "pick two different LoRAs")
         plan = plan_fusion(backbone, subject.layers, style.layers, config)
         # A library style carries its edits to full size with its stored render choice, as `edit` does.
-        render = render_for_mix(None if Path(args.style).expanduser().is_file() else library.open(), {args.style: 1.0}, given_render)
+        render = render_for_mix(None if _names_a_file(args.style) else library.open(), {args.style: 1.0}, given_render)
     with ProgressBar("fusing") as progress:
         result = render_fusion(backbone, plan, settings, args.prompt, photo, callback=progress, render_settings=render)
     try:
@@ -104,10 +104,15 @@ def run(args: argparse.Namespace) -> int:
 def resolve_lora(spec: str, backbone: Backbone, library: "_LazyLibrary") -> LoraSource:
     """Read ``spec``: an existing file as a LoRA file, anything else as a library record's name
     (:mod:`engine.fusion.sources`, shared with the studio)."""
-    if Path(spec).expanduser().is_file():
+    if _names_a_file(spec):
         return file_layers(spec, backbone)
     opened = library.open()
     return record_layers(opened, opened.get_style(spec), backbone)
+
+
+def _names_a_file(spec: str) -> bool:
+    """Whether ``spec`` is a LoRA file (else a library name)."""
+    return Path(spec).expanduser().is_file()
 
 
 def _check_file_spec(spec: str) -> None:
