@@ -69,7 +69,7 @@ def _request(context: StudioContext, subject: str | None, style: str | None, mod
             raise InputError("upload a photo to edit, or choose Generate")
         photo = load_photo(photo_path)
         check_render_size(photo.size, Path(photo_path).name)
-    settings = SamplerSettings(steps=int(steps if steps is not None else context.backbone.default_steps),
+    settings = SamplerSettings(steps=int(steps if steps is not None else context.backbone.steps_for(edit=mode == EDIT)),
                                seed=int(seed if seed is not None else 0))
     return photo, settings
 

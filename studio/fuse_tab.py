@@ -57,7 +57,7 @@ def build_fuse_tab(context: StudioContext, subject_jobs: SubjectJobs | None = No
                                        info=help_of(FusionConfig, "layers"), elem_id="fuse-union-layers")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="fuse-seed")
-                steps = gr.Slider(1, 50, value=context.backbone.default_steps, step=1, label="Steps", elem_id="fuse-steps")
+                steps = gr.Slider(1, 50, value=context.backbone.steps_for(edit=False), step=1, label="Steps", elem_id="fuse-steps")
             with gr.Accordion("Presets", open=False, elem_id="fuse-presets"):
                 with gr.Row(equal_height=True):
                     preset_name = gr.Textbox(label="Save these settings as", scale=3, elem_id="fuse-preset-name")

@@ -77,27 +77,48 @@ def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
     metrics["generic_edits"] = edits
     metrics["blockiness"]["generic_edits"] = mean_blockiness(edited, backbone)
 
-    size = (backbone.native_resolution, backbone.native_resolution)
-    generated = []
-    for seed in range(GENERATION_SEEDS):
-        latents = sample(backbone, backbone.encode_prompt([""]), torch.Size((1, 3, size[1], size[0])), SamplerSettings(seed=seed))
-        generated.append(((backbone.decode(latents) + 1) / 2).clamp(0, 1))
-    generated_features = colour_features(torch.cat(generated))
-    generator = torch.Generator().manual_seed(0)
-    held_crops = CropSampler.from_arrays([photos[n] for n in held_out]).batch(size, GENERATION_SEEDS, generator)
-    train_crops = CropSampler.from_arrays([photos[n] for n in train_names]).batch(size, GENERATION_SEEDS, generator)
-    noise = (0.5 + 0.1 * torch.randn(GENERATION_SEEDS, 3, size[1], size[0], generator=generator)).clamp(0, 1)
-    held_features = colour_features(held_crops)
-    metrics["generation_colour_frechet"] = {
-        "generated_vs_held_out": round(frechet_distance(generated_features, held_features), 4),
-        "training_photos_vs_held_out": round(frechet_distance(colour_features(train_crops), held_features), 4),
-        "grey_noise_vs_held_out": round(frechet_distance(colour_features(noise), held_features), 4),
-        "samples": GENERATION_SEEDS,
-    }
+    generation, generated = score_generation(backbone, photos, train_names, held_out, GENERATION_SEEDS)
+    metrics["generation_colour_frechet"] = generation
     metrics["blockiness"]["generated"] = mean_blockiness(generated, backbone)
+    size = (backbone.native_resolution, backbone.native_resolution)
+    held_crops = CropSampler.from_arrays([photos[n] for n in held_out]).batch(size, GENERATION_SEEDS, torch.Generator().manual_seed(0))
     metrics["blockiness"]["held_out_crops"] = mean_blockiness(list(held_crops[:, None]), backbone)
     metrics["buckets"] = buckets(backbone.native_resolution, backbone.resolution_multiple)
     return metrics
+
+
+def generate_samples(backbone: EmbeddedBackbone, seeds: int, steps: int = 0) -> list[torch.Tensor]:
+    """``seeds`` generations (no source) at the native resolution, seeds ``0..seeds-1``, each
+    ``(1, 3, N, N)`` in ``[0, 1]``, with the backbone's generation schedule (``steps`` 0: its default)."""
+    size = backbone.native_resolution
+    samples = []
+    for seed in range(seeds):
+        latents = sample(backbone, backbone.encode_prompt([""]), torch.Size((1, 3, size, size)), SamplerSettings(seed=seed, steps=steps))
+        samples.append(((backbone.decode(latents) + 1) / 2).clamp(0, 1))
+    return samples
+
+
+def score_generation(backbone: EmbeddedBackbone, photos: dict, train_names: list[str], held_out: list[str], seeds: int,
+                     steps: int = 0) -> tuple[dict, list[torch.Tensor]]:
+    """The colour Fréchet distance of ``seeds`` generated samples to as many held-out photo crops,
+    beside training-photo crops (a perfect generator) and grey noise (a failing one); returns the
+    scores and the samples ``[(1, 3, N, N)]``. The schedule used is part of the scores."""
+    generated = generate_samples(backbone, seeds, steps)
+    size = (backbone.native_resolution, backbone.native_resolution)
+    generator = torch.Generator().manual_seed(0)
+    held_crops = CropSampler.from_arrays([photos[n] for n in held_out]).batch(size, seeds, generator)
+    train_crops = CropSampler.from_arrays([photos[n] for n in train_names]).batch(size, seeds, generator)
+    noise = (0.5 + 0.1 * torch.randn(seeds, 3, size[1], size[0], generator=generator)).clamp(0, 1)
+    held_features = colour_features(held_crops)
+    scores = {
+        "generated_vs_held_out": round(frechet_distance(colour_features(torch.cat(generated)), held_features), 4),
+        "training_photos_vs_held_out": round(frechet_distance(colour_features(train_crops), held_features), 4),
+        "grey_noise_vs_held_out": round(frechet_distance(colour_features(noise), held_features), 4),
+        "samples": seeds,
+        "steps": steps or backbone.steps_for(edit=False),
+        "shift": backbone.make_scheduler(edit=False).config.shift,
+    }
+    return scores, generated
 
 
 def mean_blockiness(images: list[torch.Tensor], backbone: EmbeddedBackbone) -> float:

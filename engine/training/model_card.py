@@ -49,7 +49,7 @@ Chosen by measurement on the 2-core CPU these machines have (figures: `BENCHMARK
 """
 
 SUMMARY_KEYS = ("version", "parameters", "steps", "wall_min", "photos", "identity_db", "generic_above_unedited",
-                "generation_frechet", "generation_blockiness", "generic_blockiness")
+                "generation_frechet", "generation_schedule", "generation_blockiness", "generic_blockiness")
 
 
 def summary_row(facts: dict, metrics: dict) -> dict:
@@ -62,7 +62,15 @@ def summary_row(facts: dict, metrics: dict) -> dict:
             "identity_db": metrics["identity_psnr_fp32"]["mean"],
             "generic_above_unedited": f"{sum(e['model_psnr'] > e['unedited_psnr'] for e in edits)} of {len(edits)}",
             "generation_frechet": metrics["generation_colour_frechet"]["generated_vs_held_out"],
+            "generation_schedule": generation_schedule(metrics),
             "generation_blockiness": blocks.get("generated", "-"), "generic_blockiness": blocks.get("generic_edits", "-")}
+
+
+def generation_schedule(metrics: dict) -> str:
+    """The schedule a model's generations were measured with, in words ("8 steps, shift 1");
+    models measured before the schedule was recorded used their edit steps, unshifted."""
+    generation = metrics["generation_colour_frechet"]
+    return f"{generation.get('steps', metrics['default_steps'])} steps, shift {generation.get('shift', 1.0):g}"
 
 
 def history_table(rows: list[dict]) -> str:
@@ -89,7 +97,8 @@ def _generation_limit(generation: dict) -> str:
     if share > 0.5:
         return (f"Generation does not draw pictures yet: its samples' colour distance is {share:.0%} of the way "
                 "from photo crops' to grey noise's (table above).")
-    return "Generation makes photo-like colour layouts, not recognisable objects."
+    return (f"Generation does not draw pictures yet: its samples' colours are {share:.0%} of the way from photo crops' "
+            "to grey noise's (table above), but they are textured colour fields, not objects or scenes.")
 
 
 def write_model_card(folder: Path, facts: dict, metrics: dict, history: list[dict] | None = None) -> None:
@@ -154,7 +163,9 @@ Generic edits, mean PSNR against the exact edit (and of the unedited photo, for 
 
 Generation with no source: a Fréchet distance between Gaussian fits of nine colour statistics
 (RGB means and deviations, saturation, luma percentiles) of {generation['samples']} generated
-images and of held-out photo crops. Lower is closer to photos.
+images ({generation_schedule(metrics)}: the model's generation schedule, `generation_steps` and
+`generation_shift` in `config.json`, chosen by `python -m benchmarks.generation_schedule`) and of
+held-out photo crops. Lower is closer to photos.
 
 | set compared with held-out photos | colour Fréchet distance |
 |---|---|

@@ -194,9 +194,15 @@ def main(argv: list[str] | None = None) -> None:
         parse = (lambda text: text.lower() in ("1", "true", "yes")) if kind is bool else kind
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=parse, default=field.default, help=field.metadata["help"])
     parser.add_argument("--skip-eval", action="store_true", help="Write the model without measuring it (quick trials).")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="Train nothing: measure the model already in --output again (after a change to its sampling "
+                             "settings in config.json or to the evaluation) and rewrite its metrics.json and MODEL_CARD.md.")
     arguments = vars(parser.parse_args(argv))
-    skip_eval = arguments.pop("skip_eval")
+    skip_eval, evaluate_only = arguments.pop("skip_eval"), arguments.pop("evaluate_only")
     config = PretrainConfig(**arguments)
+    if evaluate_only:
+        reevaluate(Path(config.output), Path(config.photos))
+        return
     torch.manual_seed(config.seed)
     began = time.time()
     run_facts: dict = {}
@@ -215,6 +221,21 @@ def main(argv: list[str] | None = None) -> None:
         write_text_atomic(Path(config.output) / "metrics.json", json.dumps(metrics, indent=2))
         write_model_card(Path(config.output), {**facts, "model": to_dict(backbone.config)}, metrics, history)
     print(f"wrote {config.output} in {time.time() - began:.0f} s")
+
+
+def reevaluate(folder: Path, photos: Path) -> None:
+    """Measure the model in ``folder`` again and rewrite its metrics and card; the run's facts are
+    the ones its ``config.json`` kept, and its history rows stay as they are (the weights are the same)."""
+    from engine.training.base_eval import evaluate_base
+    from engine.training.model_card import HISTORY_FILE, write_model_card
+
+    backbone = EmbeddedBackbone.from_pretrained(folder)
+    facts = json.loads((folder / "config.json").read_text())
+    history_path = folder / HISTORY_FILE
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    metrics = evaluate_base(backbone, photos)
+    write_text_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
+    write_model_card(folder, facts, metrics, history)
 
 
 def archive_history(output: Path) -> list[dict]:

@@ -1,5 +1,7 @@
 """Pretraining the embedded model: the data recipe, generic edits, and exact resume."""
 
+import json
+
 import pytest
 import numpy as np
 import torch
@@ -113,3 +115,21 @@ def test_holdout_list_keeps_its_photos_out_of_the_pool(tmp_path, monkeypatch):
     monkeypatch.setattr(photo_pool.held_out_stems, "__defaults__", (listing,))
     photos = photo_pool.load_photos(tmp_path, include_skimage=False)
     assert "kite" not in photos and "other" in photos
+
+
+def test_evaluate_only_measures_the_saved_model_again_without_training_it(tmp_path):
+    photos = random_photos(tmp_path / "photos")
+    output = tmp_path / "model"
+    main(["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "1", "--skip-eval", "--steps", "2", "--photos", str(photos),
+          "--run-folder", str(tmp_path / "run"), "--output", str(output)])
+    weights, log = (output / "model.safetensors").read_bytes(), (tmp_path / "run" / "log.jsonl").read_text()
+    config = json.loads((output / "config.json").read_text())
+    config["model"]["generation_steps"], config["model"]["generation_shift"] = 6, 3.0
+    (output / "config.json").write_text(json.dumps(config))
+
+    main(["--evaluate-only", "--photos", str(photos), "--output", str(output)])
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["generation_colour_frechet"]["steps"], metrics["generation_colour_frechet"]["shift"]) == (6, 3.0)
+    assert "6 steps, shift 3" in (output / "MODEL_CARD.md").read_text()
+    assert (output / "model.safetensors").read_bytes() == weights
+    assert (tmp_path / "run" / "log.jsonl").read_text() == log

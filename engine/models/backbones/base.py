@@ -54,7 +54,10 @@ class Backbone(abc.ABC):
             diffusers' ``FluxTransformer2DModel``: ``transformer_blocks.0.attn.to_q`` ...).
         native_resolution: the side, in pixels, of the square whose area the model works at.
         resolution_multiple: image sides must be multiples of this.
-        default_steps: sampling steps used when the caller gives none.
+        default_steps: sampling steps of an edit when the caller gives none.
+        generation_steps: sampling steps of a generation (no source) when the caller gives none;
+            0 uses ``default_steps``.
+        generation_shift: the timestep shift of a generation's schedule; 0 uses ``scheduler_shift``.
     """
 
     name: str
@@ -63,6 +66,10 @@ class Backbone(abc.ABC):
     resolution_multiple: int
     default_steps: int = 10
     scheduler_shift: float = 1.0
+    # A generation walks from pure noise and decides its layout and colours at high noise, where an
+    # edit already has the photo: a backbone may give it more steps and a larger shift.
+    generation_steps: int = 0
+    generation_shift: float = 0.0
     # Scale of an edit's starting noise when the caller gives none (SamplerSettings.noise_scale):
     # 1 is standard sampling; a backbone lowers it only where a measurement says edits gain.
     edit_noise_scale: float = 1.0
@@ -122,9 +129,17 @@ class Backbone(abc.ABC):
         model's instructions), or ``None`` when any text goes (a text encoder)."""
         return None
 
-    def make_scheduler(self) -> FlowMatchEulerDiscreteScheduler:
-        """The flow-matching scheduler whose sigmas the sampler walks."""
-        return FlowMatchEulerDiscreteScheduler(shift=self.scheduler_shift)
+    def steps_for(self, edit: bool) -> int:
+        """Sampling steps when the caller gives none: ``default_steps`` for an edit, and
+        ``generation_steps`` (where set) for a generation."""
+        return self.default_steps if edit or not self.generation_steps else self.generation_steps
+
+    def make_scheduler(self, edit: bool = True) -> FlowMatchEulerDiscreteScheduler:
+        """The flow-matching scheduler whose sigmas the sampler walks: shifted by
+        ``scheduler_shift`` for an edit and ``generation_shift`` (where set) for a generation
+        (``sigma' = shift * sigma / (1 + (shift - 1) * sigma)``, Esser et al. 2024)."""
+        shift = self.scheduler_shift if edit or not self.generation_shift else self.generation_shift
+        return FlowMatchEulerDiscreteScheduler(shift=shift)
 
     def schedule_kwargs(self, latents_shape: torch.Size) -> dict[str, Any]:
         """Extra ``set_timesteps`` arguments for a latent shape (FLUX's resolution-dependent ``mu``)."""

@@ -230,8 +230,9 @@ class KontextBackbone(Backbone):
     def adapter_targets(self) -> list[str]:
         return linear_layer_names(self.transformer, ADAPTABLE_LAYERS)
 
-    def make_scheduler(self) -> FlowMatchEulerDiscreteScheduler:
-        """A fresh copy of the pipeline's scheduler (for Kontext [dev]: dynamic shifting)."""
+    def make_scheduler(self, edit: bool = True) -> FlowMatchEulerDiscreteScheduler:
+        """A fresh copy of the pipeline's scheduler (for Kontext [dev]: dynamic shifting), for edits
+        and generations alike, as diffusers' pipelines run it."""
         return FlowMatchEulerDiscreteScheduler.from_config(self.pipeline.scheduler.config)
 
     def schedule_kwargs(self, latents_shape: torch.Size) -> dict[str, Any]:

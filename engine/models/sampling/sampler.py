@@ -25,7 +25,8 @@ from engine.models.backbones.base import Backbone, Condition
 class SamplerSettings:
     """How to sample."""
 
-    steps: int = option(0, "Euler steps over the full noise range; 0 uses the backbone's default.")
+    steps: int = option(0, "Euler steps over the full noise range; 0 uses the backbone's default (for an edit, or for a "
+                           "generation, which may take more).")
     seed: int = option(0, "Seed of the starting noise; the same seed gives the same image.")
     strength: float = option(1.0, "Edits only: how far into the noise the source is taken (1 = pure noise).")
     noise_scale: float = option(-1.0, "Scale of the starting noise, the sampling temperature (1 = standard noise; 0 = none, "
@@ -106,9 +107,11 @@ class StepStart:
 BeforeStepHook = Callable[[StepStart], None]
 
 
-def sigmas_for(backbone: Backbone, steps: int, latents_shape: torch.Size, strength: float = 1.0) -> tuple[object, torch.Tensor]:
-    """The scheduler and the sigmas a run walks, ``(n + 1,)`` ending at 0."""
-    scheduler = backbone.make_scheduler()
+def sigmas_for(backbone: Backbone, steps: int, latents_shape: torch.Size, strength: float = 1.0,
+               edit: bool = True) -> tuple[object, torch.Tensor]:
+    """The scheduler and the sigmas a run walks, ``(n + 1,)`` ending at 0; ``edit`` False takes
+    the backbone's generation schedule."""
+    scheduler = backbone.make_scheduler(edit)
     # Evenly spaced sigmas from 1 down to 1/steps, then the scheduler's shift, as FluxPipeline
     # passes them; the default would spend the last call at t = 0.001.
     uniform = [1.0 - index / steps for index in range(steps)]
@@ -145,10 +148,11 @@ def sample(
     Returns:
         Final latents ``(B, C, h, w)`` in float32.
     """
-    steps = settings.steps or backbone.default_steps
+    edit = source is not None
+    steps = settings.steps or backbone.steps_for(edit)
     generator = torch.Generator().manual_seed(settings.seed)
-    noise = backbone.latent_noise(latents_shape, generator) * settings.noise_scale_for(backbone, source is not None)
-    scheduler, sigmas = sigmas_for(backbone, steps, latents_shape, settings.strength if source is not None else 1.0)
+    noise = backbone.latent_noise(latents_shape, generator) * settings.noise_scale_for(backbone, edit)
+    scheduler, sigmas = sigmas_for(backbone, steps, latents_shape, settings.strength if edit else 1.0, edit)
     first = sigmas[0].item()
     latents = noise if source is None or first >= 1.0 else first * noise + (1.0 - first) * source.float()
     condition = condition.to(backbone.device)

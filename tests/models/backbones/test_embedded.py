@@ -90,6 +90,23 @@ def test_missing_model_folder_says_what_to_do(tmp_path):
 def test_config_validation():
     with pytest.raises(ConfigError, match="multiple of patch_size"):
         EmbeddedConfig(native_resolution=30, patch_size=8)
+    with pytest.raises(ConfigError, match="generation_shift"):
+        EmbeddedConfig(generation_shift=0.0)
+
+
+def test_generation_schedule_is_saved_with_the_model_and_defaults_to_the_edit_schedule(tmp_path):
+    from dataclasses import replace
+
+    from engine.models.backbones.embedded.model import EmbeddedEditor
+
+    plain = EmbeddedBackbone.from_config("tiny")
+    assert plain.steps_for(edit=False) == plain.default_steps
+    assert plain.make_scheduler(edit=False).config.shift == plain.make_scheduler().config.shift == 1.0
+    config = replace(plain.config, generation_steps=12, generation_shift=3.0)
+    EmbeddedBackbone(EmbeddedEditor(config)).save_pretrained(tmp_path / "model")
+    loaded = load_backbone(str(tmp_path / "model"))
+    assert (loaded.steps_for(edit=False), loaded.steps_for(edit=True)) == (12, config.default_steps)
+    assert (loaded.make_scheduler(edit=False).config.shift, loaded.make_scheduler().config.shift) == (3.0, 1.0)
 
 
 def test_fit_size_keeps_aspect_ratio_at_native_area():

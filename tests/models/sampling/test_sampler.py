@@ -129,3 +129,23 @@ def test_default_noise_scale_is_the_backbones_for_edits_and_one_for_generation()
 def test_settings_validation(values, message):
     with pytest.raises(ConfigError, match=message):
         SamplerSettings(**values)
+
+
+def test_generation_takes_the_backbones_generation_steps_and_shift_and_an_edit_does_not():
+    backbone = FieldBackbone(lambda x, t, source: x - (0 if source is None else source))
+    backbone.generation_steps, backbone.generation_shift = 3, 3.0
+    condition = backbone.encode_prompt(["", ""])
+    sample(backbone, condition, SHAPE, SamplerSettings(seed=0))
+    # Shifted uniform sigmas 1, 2/3, 1/3: s * sigma / (1 + (s - 1) * sigma) with s = 3.
+    torch.testing.assert_close(torch.tensor(backbone.calls), torch.tensor([1.0, 6 / 7, 3 / 5]))
+    backbone.calls.clear()
+    sample(backbone, condition, SHAPE, SamplerSettings(seed=0), source=torch.zeros(SHAPE))
+    torch.testing.assert_close(torch.tensor(backbone.calls), torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2]))
+
+
+def test_unset_generation_schedule_falls_back_to_the_edit_schedule():
+    backbone = FieldBackbone(lambda x, t, source: x)
+    assert backbone.steps_for(edit=False) == backbone.steps_for(edit=True) == 5
+    _, generation = sigmas_for(backbone, 4, SHAPE, edit=False)
+    _, edit = sigmas_for(backbone, 4, SHAPE)
+    torch.testing.assert_close(generation, edit)

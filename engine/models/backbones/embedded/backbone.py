@@ -38,6 +38,8 @@ class EmbeddedBackbone(Backbone):
         self.native_resolution = model.config.native_resolution
         self.resolution_multiple = model.config.patch_size
         self.default_steps = model.config.default_steps
+        self.generation_steps = model.config.generation_steps
+        self.generation_shift = model.config.generation_shift
         self.min_timestep = model.config.min_timestep
         self.edit_noise_scale = model.config.edit_noise_scale
 

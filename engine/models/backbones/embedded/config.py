@@ -28,6 +28,10 @@ class EmbeddedConfig:
     grid_shift: bool = option(False, "Move the patch grid by a few pixels at every sampling step (a different offset per "
                                      "step, fixed by the timestep), so patch borders do not stay in one place.")
     default_steps: int = option(8, "Euler steps of an edit when the caller gives none.")
+    generation_steps: int = option(0, "Euler steps of a generation (no photo) when the caller gives none; 0 uses "
+                                      "default_steps. A generation starts from pure noise, an edit from the photo.")
+    generation_shift: float = option(1.0, "Timestep shift of a generation's schedule (1: evenly spaced steps; above 1 "
+                                          "spends more of them at high noise, where the layout and colours are drawn).")
     edit_noise_scale: float = option(0.0, "Scale of an edit's starting noise when the caller gives none: 0 starts from zero "
                                           "noise, so an edit is a deterministic function of its photo (BENCHMARKS.md).")
 
@@ -41,6 +45,8 @@ class EmbeddedConfig:
         require(self.pixel_head_channels == 0 or self.pixel_head_channels >= 3, "pixel_head_channels must be 0 or at least 3")
         require(self.pixel_head_hidden >= 1, "pixel_head_hidden must be at least 1")
         require(self.default_steps >= 1, "default_steps must be at least 1")
+        require(self.generation_steps >= 0, "generation_steps must be 0 (default_steps) or more")
+        require(self.generation_shift > 0, "generation_shift must be above 0")
         require(0.0 <= self.edit_noise_scale <= 1.0, "edit_noise_scale must lie in [0, 1]")
 
     @property
