@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,21 @@ def select_style(context: StudioContext, names: list[str], event: gr.SelectData)
             record.trigger, gr.update(visible=True))
 
 
+TILED_OPTION = "tiled: the model edits a 3x larger copy in tiles (several times slower), then the style's guided settings"
+
+
 def render_options() -> list[str]:
-    """The Library's render menu: every guided candidate training chooses from, then resize."""
-    return [describe_settings(settings) for settings in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))]
+    """The Library's render menu: every guided candidate training chooses from, tiled, then resize."""
+    return [*(describe_settings(settings) for settings in GUIDED_CANDIDATES), TILED_OPTION,
+            describe_settings(RenderSettings(render="resize"))]
+
+
+def _menu_settings(current: RenderSettings, label: str) -> RenderSettings | None:
+    """The settings a menu entry stands for; the tiled entry keeps the style's current guided
+    settings (the defaults where it is set to resize)."""
+    if label == TILED_OPTION:
+        return replace(current if current.render != "resize" else RenderSettings(), render="tiled")
+    return {describe_settings(item): item for item in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))}.get(label)
 
 
 def current_render(context: StudioContext, selected: str | None) -> Any:
@@ -126,14 +139,15 @@ def current_render(context: StudioContext, selected: str | None) -> Any:
 def set_render(context: StudioContext, selected: str | None, label: str | None, version: float | None):
     """Set the selected style's full-size render by hand, from the menu."""
     name = _require(selected)
-    settings = {describe_settings(item): item for item in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))}.get(label or "")
-    if settings is None:
-        raise page_error(InputError(f"pick one of the render settings in the menu, not {label!r}"), "Cannot set the render")
     try:
+        settings = _menu_settings(context.library.get_style(name).render_settings, label or "")
+        if settings is None:
+            raise InputError(f"pick one of the render settings in the menu, not {label!r}")
         record = context.library.set_render(name, settings)
     except AtelierError as error:
         raise page_error(error, "Cannot set the render") from error
-    return (details_markdown(record), f"**{html.escape(name)}** now reaches the photo's size by {html.escape(label)}.",
+    return (details_markdown(record),
+            f"**{html.escape(name)}** now reaches the photo's size by {html.escape(describe_settings(settings))}.",
             context.bump(version))
 
 

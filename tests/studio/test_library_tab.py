@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from engine.adapters.lora.files import read_lora_file
+from engine.rendering.full_resolution import RenderSettings
 from studio import library_run
 from studio.app import build_studio
 from tests.studio.studio_fixtures import styled_context
@@ -52,7 +53,8 @@ def test_the_render_menu_shows_the_styles_render_and_sets_it_by_hand(context) ->
     assert "library-render" in found and "library-set-render" in found
     shown = library_run.current_render(context, "ink")
     assert shown["value"] == "guided, radius 2, ε 0.001" and shown["value"] in shown["choices"]
-    assert "resize (bicubic upscaling)" in shown["choices"] and len(shown["choices"]) == 13
+    assert "resize (bicubic upscaling)" in shown["choices"] and library_run.TILED_OPTION in shown["choices"]
+    assert len(shown["choices"]) == 14
     details, status, version = library_run.set_render(context, "ink", "guided, radius 4, ε 0.001, detail 0.5", 7)
     assert version == 8 and "now reaches the photo's size" in status and "(set by hand)" in details
     settings = context.library.get_style("ink").render_settings
@@ -61,6 +63,19 @@ def test_the_render_menu_shows_the_styles_render_and_sets_it_by_hand(context) ->
     assert context.library.get_style("sepia").render is None  # the other style is untouched
     with pytest.raises(gr.Error, match="pick one of the render settings"):
         library_run.set_render(context, "ink", "sharpest", 8)
+
+
+def test_the_tiled_entry_keeps_the_styles_guided_settings_and_shows_them(context) -> None:
+    library_run.set_render(context, "ink", "guided, radius 4, ε 0.001, detail 0.5", 1)
+    details, status, _ = library_run.set_render(context, "ink", library_run.TILED_OPTION, 2)
+    settings = context.library.get_style("ink").render_settings
+    assert (settings.render, settings.guided_radius, settings.guided_detail) == ("tiled", 4, 0.5)
+    assert "tiled at 3 working sides" in status and "radius 4" in status
+    shown = library_run.current_render(context, "ink")
+    assert shown["value"].startswith("tiled at 3 working sides") and shown["value"] in shown["choices"]
+    library_run.set_render(context, "ink", "resize (bicubic upscaling)", 3)
+    library_run.set_render(context, "ink", library_run.TILED_OPTION, 4)
+    assert context.library.get_style("ink").render_settings == RenderSettings(render="tiled")
     with pytest.raises(gr.Error, match="Pick a style"):
         library_run.set_render(context, None, "resize (bicubic upscaling)", 8)
 
