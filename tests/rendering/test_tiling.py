@@ -12,7 +12,8 @@ from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
-from engine.rendering.tiling import axis_weights, edit_for_render, edit_tiled, tile_grid, tile_offsets
+from engine.rendering import tiling
+from engine.rendering.tiling import axis_weights, edit_for_render, edit_tiled, tile_batches, tile_grid, tile_offsets
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +120,32 @@ def test_a_constant_colour_tiled_edit_has_no_step_at_tile_borders(backbone, over
         assert abs(steps_y[row] - patch_y[row % 8 + 8]) < 1.0, row
 
 
-def test_progress_counts_the_steps_of_every_tile(backbone):
+@pytest.mark.parametrize("batch_tokens", [16, 64, 4096])  # a 32-px tile of 8-px patches is 16 tokens
+def test_progress_counts_the_steps_of_every_batch_of_tiles(backbone, monkeypatch, batch_tokens):
+    monkeypatch.setattr(tiling, "TILE_BATCH_TOKENS", batch_tokens)
     calls = []
     grid = tile_grid(backbone, (999, 333), 0, 8)
+    batches = len(tile_batches(grid.count, 16))
+    assert batches == -(-grid.count // (batch_tokens // 16))
     edit_tiled(backbone, noise_photo(999, 333), SamplerSettings(steps=2), callback=lambda *call: calls.append(call[:2]),
                overlap=8)
-    assert calls == [(step, 2 * grid.count) for step in range(1, 2 * grid.count + 1)]
+    assert calls == [(step, 2 * batches) for step in range(1, 2 * batches + 1)]
+
+
+def test_tile_batches_cover_every_tile_once_in_order_within_the_token_budget():
+    assert tile_batches(5, 2048) == [[0, 1], [2, 3], [4]]
+    assert tile_batches(3, 10_000) == [[0], [1], [2]]  # a tile over the budget still runs, alone
+    assert tile_batches(0, 256) == []
+
+
+@pytest.mark.parametrize("noise_scale", [0.0, 1.0])
+def test_tiles_sampled_together_equal_tiles_sampled_one_at_a_time(backbone, monkeypatch, noise_scale):
+    photo, settings = noise_photo(150, 90, seed=3), SamplerSettings(steps=3, seed=5, noise_scale=noise_scale)
+    together = np.asarray(edit_tiled(backbone, photo, settings, tiled_size=96, overlap=8), dtype=np.int16)
+    monkeypatch.setattr(tiling, "TILE_BATCH_TOKENS", 1)
+    alone = np.asarray(edit_tiled(backbone, photo, settings, tiled_size=96, overlap=8), dtype=np.int16)
+    assert together.shape == alone.shape and tile_grid(backbone, photo.size, 96, 8).count > 1
+    assert np.abs(together - alone).max() <= 1  # float rounding of a batched matmul, at most one 8-bit level
 
 
 def test_render_settings_check_the_tiled_options():
