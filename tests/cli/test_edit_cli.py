@@ -15,6 +15,7 @@ from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 from engine.models.backbones.registry import load_backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering import tiling
 from engine.rendering.full_resolution import RenderSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,8 +113,12 @@ def test_edit_help_shows_the_tiled_render_options(capsys: pytest.CaptureFixture)
     assert "'tiled'" in text
 
 
-def test_tiled_edit_reports_every_tiles_steps(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    # 100x50 photo: a 96x48 tiled copy in 32-px tiles overlapping by 8 (4 by 2 tiles), 2 steps each.
+@pytest.mark.parametrize(("batch_tokens", "progress"), [(4096, "2/2"), (32, "8/8")])
+def test_tiled_edit_reports_every_batchs_steps(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch, batch_tokens: int, progress: str) -> None:
+    # 100x50 photo: a 96x48 tiled copy in 32-px tiles of 16 tokens overlapping by 8 (4 by 2 tiles), 2 steps each:
+    # one batch of 8 tiles, or 4 batches of 2.
+    monkeypatch.setattr(tiling, "TILE_BATCH_TOKENS", batch_tokens)
     path = tmp_path / "wide.png"
     Image.linear_gradient("L").resize((100, 50)).convert("RGB").save(path)
     out = tmp_path / "tiled.png"
@@ -121,7 +126,7 @@ def test_tiled_edit_reports_every_tiles_steps(model: Path, tmp_path: Path, capsy
                 "--tile-overlap", 8) == 0
     with Image.open(out) as result:
         assert result.size == (100, 50)
-    assert "16/16" in capsys.readouterr().err
+    assert progress in capsys.readouterr().err
 
 
 def test_python_dash_m_engine_help_lists_edit() -> None:
