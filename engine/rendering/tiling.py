@@ -178,9 +178,9 @@ def edit_tiled(backbone: Backbone, photo: Image.Image, settings: SamplerSettings
     ``(b, 3, th, tw)`` is encoded to ``(b, C, th / f, tw / f)`` latents (``f`` the backbone's pixels
     per latent), sampled with ``settings`` and each tile's crop of one global noise
     ``(1, C, H / f, W / f)``, decoded, and added into a ``(3, H, W)`` float32 blend with its weight
-    ``wy (th,) x wx (tw,)`` (:func:`axis_weights`). One call of the model on a batch costs less
-    than as many calls on one tile each (one pass of every layer's weights, fewer Python calls).
-    A photo whose tiled copy is one tile is edited exactly as :func:`edit_photo` edits that copy."""
+    ``wy (th,) x wx (tw,)`` (:func:`axis_weights`). A batch makes one model call per step instead of
+    one per tile; on two CPU cores that measured within the noise of one tile at a time
+    (docs/decisions/2026-12-04-tiled-render.md), the gain is in fewer calls. A photo whose tiled copy is one tile is edited exactly as :func:`edit_photo` edits that copy."""
     settings = settings or SamplerSettings()
     grid = tile_grid(backbone, photo.size, tiled_size, overlap, settings.working_size)
     tiled = resize_to(photo.convert("RGB"), grid.size)
