@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", default="8,16,32", help="Comma-separated Euler step counts.")
     parser.add_argument("--shifts", default="1,3,6", help="Comma-separated timestep shifts (above 0).")
     parser.add_argument("--seeds", type=int, default=48, help="Generations per schedule (seeds 0 to N-1), and as many photo crops.")
+    parser.add_argument("--photos", type=Path, default=SHARED_PHOTOS, help="The photo folder whose held-out split the samples are compared with.")
     parser.add_argument("--grid", type=Path, default=None, help="Write each schedule's first 12 samples as a PNG in this folder.")
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
@@ -58,14 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--seeds must be at least 4 (a Gaussian fit of nine colour statistics needs several samples)")
 
     backbone = load_backbone(arguments.model)
-    photos = load_photos(SHARED_PHOTOS)
+    photos = load_photos(arguments.photos)
     train_names, held_out = split(list(photos))
     rows = []
     for shift in shifts:
         backbone.generation_shift = shift
         for count in steps:
             began = time.perf_counter()
-            scores, samples = score_generation(backbone, photos, train_names, held_out, arguments.seeds, steps=count)
+            scores, samples, _ = score_generation(backbone, photos, train_names, held_out, arguments.seeds, steps=count)
             seconds = (time.perf_counter() - began) / arguments.seeds
             row = {"steps": count, "shift": shift, "colour_frechet": scores["generated_vs_held_out"],
                    "blockiness": mean_blockiness(samples, backbone), "seconds_per_sample": round(seconds, 3)}

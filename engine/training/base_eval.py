@@ -77,11 +77,9 @@ def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
     metrics["generic_edits"] = edits
     metrics["blockiness"]["generic_edits"] = mean_blockiness(edited, backbone)
 
-    generation, generated = score_generation(backbone, photos, train_names, held_out, GENERATION_SEEDS)
+    generation, generated, held_crops = score_generation(backbone, photos, train_names, held_out, GENERATION_SEEDS)
     metrics["generation_colour_frechet"] = generation
     metrics["blockiness"]["generated"] = mean_blockiness(generated, backbone)
-    size = (backbone.native_resolution, backbone.native_resolution)
-    held_crops = CropSampler.from_arrays([photos[n] for n in held_out]).batch(size, GENERATION_SEEDS, torch.Generator().manual_seed(0))
     metrics["blockiness"]["held_out_crops"] = mean_blockiness(list(held_crops[:, None]), backbone)
     metrics["buckets"] = buckets(backbone.native_resolution, backbone.resolution_multiple)
     return metrics
@@ -99,10 +97,11 @@ def generate_samples(backbone: EmbeddedBackbone, seeds: int, steps: int = 0) -> 
 
 
 def score_generation(backbone: EmbeddedBackbone, photos: dict, train_names: list[str], held_out: list[str], seeds: int,
-                     steps: int = 0) -> tuple[dict, list[torch.Tensor]]:
+                     steps: int = 0) -> tuple[dict, list[torch.Tensor], torch.Tensor]:
     """The colour Fréchet distance of ``seeds`` generated samples to as many held-out photo crops,
     beside training-photo crops (a perfect generator) and grey noise (a failing one); returns the
-    scores and the samples ``[(1, 3, N, N)]``. The schedule used is part of the scores."""
+    scores, the samples ``[(1, 3, N, N)]`` and the held-out crops ``(seeds, 3, N, N)``. The
+    schedule used is part of the scores."""
     generated = generate_samples(backbone, seeds, steps)
     size = (backbone.native_resolution, backbone.native_resolution)
     generator = torch.Generator().manual_seed(0)
@@ -118,7 +117,7 @@ def score_generation(backbone: EmbeddedBackbone, photos: dict, train_names: list
         "steps": steps or backbone.steps_for(edit=False),
         "shift": backbone.make_scheduler(edit=False).config.shift,
     }
-    return scores, generated
+    return scores, generated, held_crops
 
 
 def mean_blockiness(images: list[torch.Tensor], backbone: EmbeddedBackbone) -> float:
