@@ -227,12 +227,11 @@ def reevaluate(folder: Path, photos: Path) -> None:
     """Measure the model in ``folder`` again and rewrite its metrics and card; the run's facts are
     the ones its ``config.json`` kept, and its history rows stay as they are (the weights are the same)."""
     from engine.training.base_eval import evaluate_base
-    from engine.training.model_card import HISTORY_FILE, write_model_card
+    from engine.training.model_card import write_model_card
 
     backbone = EmbeddedBackbone.from_pretrained(folder)
     facts = json.loads((folder / "config.json").read_text())
-    history_path = folder / HISTORY_FILE
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    history = read_history(folder)
     metrics = evaluate_base(backbone, photos)
     write_text_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
     write_model_card(folder, facts, metrics, history)
@@ -243,14 +242,21 @@ def archive_history(output: Path) -> list[dict]:
     ``history.json`` there (its numbers move to the card's history) and return all rows."""
     from engine.training.model_card import HISTORY_FILE, summary_row
 
-    history_path = output / HISTORY_FILE
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    history = read_history(output)
     if (output / "metrics.json").is_file() and (output / "config.json").is_file():
         old = summary_row(json.loads((output / "config.json").read_text()), json.loads((output / "metrics.json").read_text()))
         if old not in history:
             history.append(old)
-            write_text_atomic(history_path, json.dumps(history, indent=2))
+            write_text_atomic(output / HISTORY_FILE, json.dumps(history, indent=2))
     return history
+
+
+def read_history(folder: Path) -> list[dict]:
+    """The earlier models' summary rows kept in ``folder``'s ``history.json``, oldest first."""
+    from engine.training.model_card import HISTORY_FILE
+
+    path = folder / HISTORY_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def sum_wall_time(records: list[dict]) -> float:
