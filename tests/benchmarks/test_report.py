@@ -37,7 +37,7 @@ def test_a_failed_write_keeps_the_earlier_report(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("script", ["ablations", "fusion_bench", "held_back", "library_growth", "noise_scale",
                                     "seed_spread", "studio_speed", "style_speed", "train_speed", "full_resolution",
-                                    "render_speed", "training_scale", "generation_schedule"])
+                                    "render_speed", "training_scale", "generation_schedule", "cartoon_parts"])
 def test_every_reporting_script_offers_out(script, capsys):
     module = importlib.import_module(f"benchmarks.{script}")
     with pytest.raises(SystemExit) as exit_info:
