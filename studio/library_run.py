@@ -127,13 +127,18 @@ def _menu_settings(current: RenderSettings, label: str) -> RenderSettings | None
     return {describe_settings(item): item for item in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))}.get(label)
 
 
-def current_render(context: StudioContext, selected: str | None) -> Any:
-    """The render menu showing the selected style's settings (a menu entry, or added if set otherwise)."""
+def current_render(context: StudioContext, selected: str | None) -> tuple[Any, Any]:
+    """The render menu showing the selected style's settings (a menu entry, or added if set
+    otherwise), and whether its row shows: a subject LoRA is never carried onto a photo, so it
+    has no full-size render to set."""
     if not selected:
-        return gr.update(value=None)
-    label = describe_settings(context.library.get_style(selected).render_settings)
+        return gr.update(value=None), gr.update(visible=True)
+    record = context.library.get_style(selected)
+    if record.adapter.kind == "subject":
+        return gr.update(value=None), gr.update(visible=False)
+    label = describe_settings(record.render_settings)
     choices = render_options()
-    return gr.update(choices=choices if label in choices else [*choices, label], value=label)
+    return gr.update(choices=choices if label in choices else [*choices, label], value=label), gr.update(visible=True)
 
 
 def set_render(context: StudioContext, selected: str | None, label: str | None, version: float | None):

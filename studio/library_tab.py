@@ -56,7 +56,8 @@ def build_library_tab(context: StudioContext) -> None:
                     description = gr.Textbox(label="Description", scale=3, elem_id="library-description")
                     trigger = gr.Textbox(label="Trigger", scale=2, elem_id="library-trigger")
                     save = gr.Button("Save", scale=1, min_width=90, elem_id="library-save")
-                with gr.Row(equal_height=True):
+                # Only styles have a full-size render: a subject is drawn, not carried onto a photo.
+                with gr.Row(equal_height=True, elem_id="library-render-row") as render_row:
                     render = gr.Dropdown(label="Full-size render", choices=library_run.render_options(), scale=3,
                                          info="How edits reach the photo's size; training chose one from the style's pairs.",
                                          elem_id="library-render")
@@ -84,7 +85,7 @@ def build_library_tab(context: StudioContext) -> None:
 
     gallery.select(select, shown_names,
                    [selected, details, pairs, new_name, description, trigger, manage, confirm_row, download, status], **PRIVATE,
-                   ).then(partial(library_run.current_render, context), selected, render, queue=False, **PRIVATE)
+                   ).then(partial(library_run.current_render, context), selected, [render, render_row], queue=False, **PRIVATE)
     set_render.click(keeps_errors(partial(library_run.set_render, context), outputs=3, at=1, title="Cannot set the render"),
                      [selected, render, version], [details, status, version], **PRIVATE)
     rename.click(keeps_errors(partial(library_run.rename_style, context), outputs=4, at=2, title="Cannot rename"), [selected, new_name, version], [selected, details, status, version], **PRIVATE)

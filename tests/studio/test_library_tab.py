@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -51,7 +52,7 @@ def test_the_render_menu_shows_the_styles_render_and_sets_it_by_hand(context) ->
     studio = build_studio(context)
     found = {block.elem_id: block for block in studio.blocks.values() if getattr(block, "elem_id", None)}
     assert "library-render" in found and "library-set-render" in found
-    shown = library_run.current_render(context, "ink")
+    shown = library_run.current_render(context, "ink")[0]
     assert shown["value"] == "guided, radius 2, ε 0.001" and shown["value"] in shown["choices"]
     assert "resize (bicubic upscaling)" in shown["choices"] and library_run.TILED_OPTION in shown["choices"]
     assert len(shown["choices"]) == 14
@@ -59,7 +60,7 @@ def test_the_render_menu_shows_the_styles_render_and_sets_it_by_hand(context) ->
     assert version == 8 and "now reaches the photo's size" in status and "(set by hand)" in details
     settings = context.library.get_style("ink").render_settings
     assert (settings.guided_radius, settings.guided_epsilon, settings.guided_detail) == (4, 1e-3, 0.5)
-    assert library_run.current_render(context, "ink")["value"] == "guided, radius 4, ε 0.001, detail 0.5"
+    assert library_run.current_render(context, "ink")[0]["value"] == "guided, radius 4, ε 0.001, detail 0.5"
     assert context.library.get_style("sepia").render is None  # the other style is untouched
     with pytest.raises(gr.Error, match="pick one of the render settings"):
         library_run.set_render(context, "ink", "sharpest", 8)
@@ -71,7 +72,7 @@ def test_the_tiled_entry_keeps_the_styles_guided_settings_and_shows_them(context
     settings = context.library.get_style("ink").render_settings
     assert (settings.render, settings.guided_radius, settings.guided_detail) == ("tiled", 4, 0.5)
     assert "tiled at 3 working sides" in status and "radius 4" in status
-    shown = library_run.current_render(context, "ink")
+    shown = library_run.current_render(context, "ink")[0]
     assert shown["value"].startswith("tiled at 3 working sides") and shown["value"] in shown["choices"]
     library_run.set_render(context, "ink", "resize (bicubic upscaling)", 3)
     library_run.set_render(context, "ink", library_run.TILED_OPTION, 4)
@@ -188,3 +189,12 @@ def test_an_imported_kohya_lora_shows_with_its_thumbnail_and_edits(context, tmp_
     assert context.editor.edit(photo, {"kohya look": 1.0}).tobytes() != context.editor.edit(photo, {}).tobytes()
     with pytest.raises(gr.Error, match="already"):
         library_run.import_file(context, str(path), "Kohya Look", "", "", 5)
+
+
+def test_a_subject_has_no_render_menu(context, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = context.library.get_style("ink")
+    subject = replace(record, adapter=replace(record.adapter, kind="subject"))
+    monkeypatch.setattr(context.library, "get_style", lambda name: subject if name == "cat" else record)
+    menu, row = library_run.current_render(context, "cat")
+    assert row["visible"] is False and menu["value"] is None
+    assert library_run.current_render(context, "ink")[1]["visible"] is True
