@@ -351,12 +351,16 @@ def test_an_interrupted_run_is_listed_resumed_and_publishes(context, tmp_path: P
 
 
 def test_an_interrupted_run_can_be_discarded(context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = threading.Event()
+
     def failing_loader(spec: str):
+        started.wait(WAIT_S)  # fail only once the page has shown the start, as a real load would
         raise RuntimeError("no memory left")
 
     _, jobs = build(context, TrainingJobs(context.library, context.model_spec, load_model=failing_loader))
     state = uploaded(context, *photos(tmp_path, count=2))
     first = view_of(start_training(jobs, context.output_folder, state, "Fog", "", "", 2, *advanced_values()))
+    started.set()
     jobs.wait(WAIT_S)
     with pytest.warns(UserWarning, match=shown("Training 'Fog' failed") + ".*RuntimeError: no memory left"):
         polled = view_of(poll_training(jobs, first["seen"], 0))
