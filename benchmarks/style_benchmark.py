@@ -51,6 +51,9 @@ class BenchmarkConfig:
                                              "components (engine.training.pruning), fine-tune it, and score it as 'moe-pruned'.")
     prune_finetune_steps: int = option(100, "Fine-tuning steps after pruning.")
     seed: int = option(0, "Seed of training and sampling.")
+    training_scale: str = option(StyleTrainingConfig.training_scale, "The scale pairs are learned at "
+                                 "(StyleTrainingConfig.training_scale): 'working' or 'native'.")
+    crop_margin: float = option(StyleTrainingConfig.crop_margin, "Enlargement before cropping (StyleTrainingConfig.crop_margin).")
     targets: str = option(MoELoraConfig.targets, "Where the LoRA goes (MoELoraConfig.targets): one of "
                                                  f"{', '.join(TARGET_PRESETS)}; the MoE and the per-style LoRAs alike.")
 
@@ -80,7 +83,7 @@ def train_adapter(backbone: Backbone, moe: MoELoraConfig, styles: dict[str, list
            training: StyleTrainingConfig | None = None, callback=None):
     adapter = MoELoraAdapter(backbone, moe)
     base = training or StyleTrainingConfig()
-    data = [prepare_style(backbone, adapter.add_style(), name, pairs, base.crop_margin) for name, pairs in styles.items()]
+    data = [prepare_style(backbone, adapter.add_style(), name, pairs, base.crop_margin, base.training_scale) for name, pairs in styles.items()]
     training = dataclasses.replace(base, steps=steps, seed=seed, checkpoint_every=0, sample_every=0)
     began = time.perf_counter()
     trainer = StyleTrainer(backbone, adapter, data, training)
@@ -114,6 +117,8 @@ def run_benchmark(backbone: Backbone, config: BenchmarkConfig, moe: MoELoraConfi
     moe = moe or MoELoraConfig(targets=config.targets)
     if moe.targets != config.targets:
         raise ValueError(f"the MoE config puts LoRA on {moe.targets!r} but the benchmark config on {config.targets!r}")
+    training = dataclasses.replace(training or StyleTrainingConfig(), training_scale=config.training_scale,
+                                   crop_margin=config.crop_margin)
     torch.manual_seed(config.seed)
     names = config.style_names
     train = {name: as_pairs(benchmark_pairs(name, "train", backbone.fit_size)) for name in names}

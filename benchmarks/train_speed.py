@@ -29,7 +29,7 @@ def style_curve(backbone, style: str, every: int, test_pairs: int) -> dict:
     test = as_pairs(benchmark_pairs(style, "test", backbone.fit_size)[:test_pairs])
     adapter = MoELoraAdapter(backbone, MoELoraConfig())
     key = adapter.add_style()
-    trainer = StyleTrainer(backbone, adapter, [prepare_style(backbone, key, style, train, config.crop_margin)], config)
+    trainer = StyleTrainer(backbone, adapter, [prepare_style(backbone, key, style, train, config.crop_margin, config.training_scale)], config)
     identity = evaluate_style(backbone, None, None, test)["identity_psnr"]
     points, trained_seconds = [], 0.0
     for step in range(config.steps + 1):

@@ -50,6 +50,7 @@ LABELS = {
     "adversarial_weight": "Strength of the realism critic (adversarial weight)",
     "adversarial_start": "Step the realism critic joins (adversarial start)",
     "discriminator_learning_rate": "Learning rate of the realism critic (discriminator)",
+    "training_scale": "Scale the pairs are learned at (training scale)",
     "crop_margin": "Crop margin (enlarge before cropping)",
     "checkpoint_every": "Save a checkpoint every … steps",
     "sample_every": "Show a preview at most every … steps",

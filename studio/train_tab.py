@@ -23,6 +23,7 @@ from engine.library.names import MAX_NAME_LENGTH
 from engine.library.records import MAX_DESCRIPTION_LENGTH, MAX_TRIGGER_LENGTH
 from engine.services.jobs import TrainingJobs
 from engine.training.schedules import TIMESTEP_DISTRIBUTIONS
+from engine.training.style_data import TRAINING_SCALES
 from engine.training.style_trainer import LOSS_WEIGHTINGS, StyleTrainingConfig
 from studio.context import StudioContext
 from studio.train_run import (
@@ -50,7 +51,8 @@ STEPS_CEILING = 3000
 MINIMUMS = {"batch_size": 1, "learning_rate": 0, "warmup_steps": 0, "adversarial_weight": 0, "adversarial_start": 0,
             "discriminator_learning_rate": 0, "crop_margin": 1, "checkpoint_every": 0, "sample_every": 0, "seed": 0}
 # The arrows of a decimal setting move by these (and the browser accepts values on this grid).
-CHOICES = {"loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_DISTRIBUTIONS}  # settings picked from a list, not typed
+CHOICES = {"loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_DISTRIBUTIONS,
+           "training_scale": TRAINING_SCALES}  # settings picked from a list, not typed
 DECIMAL_STEPS = {"learning_rate": 1e-4, "discriminator_learning_rate": 1e-5, "adversarial_weight": 0.01, "crop_margin": 0.01}
 # Run in the browser when Resume is pressed: that button sits low in the column, the progress
 # above it, so bring the progress into view (the inputs pass through). Train sits right above it.

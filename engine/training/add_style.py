@@ -103,7 +103,7 @@ def train_style(library: StyleLibrary, backbone: Backbone, request: StyleRequest
     try:
         with _seeded(config.seed + 1):
             adapter.add_style(key)
-        style = prepare_style(backbone, key, request.name, training_pairs, config.crop_margin)
+        style = prepare_style(backbone, key, request.name, training_pairs, config.crop_margin, config.training_scale)
         trainer = StyleTrainer(backbone, adapter, [style], config, train_shared=existing is None)
         preview_pair = (holdout or training_pairs)[0]
 

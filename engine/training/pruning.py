@@ -52,7 +52,7 @@ from engine.core.configuration import option, require
 from engine.core.errors import InputError
 from engine.metrics.image_quality import psnr
 from engine.models.backbones.base import Backbone
-from engine.training.style_data import StyleData, sample_batch
+from engine.training.style_data import StyleData, crop_side, sample_batch
 
 if TYPE_CHECKING:
     from engine.training.style_trainer import StyleTrainer
@@ -168,9 +168,9 @@ def scoring_batches(backbone: Backbone, styles: list[StyleData], config: Pruning
     """``config.batches`` batches of ``samples_per_style`` crops of each style, with noise, all
     drawn from ``config.seed`` (the same crops on every call and every process)."""
     generator = torch.Generator().manual_seed(config.seed)
-    batches = []
+    batches, side = [], crop_side(styles, backbone.native_resolution, backbone.resolution_multiple)
     for _ in range(config.batches):
-        parts = [sample_batch([style], backbone.native_resolution, config.samples_per_style, generator) for style in styles]
+        parts = [sample_batch([style], side, config.samples_per_style, generator) for style in styles]
         before, after = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
         with torch.no_grad():
             source, target = backbone.encode(before), backbone.encode(after)

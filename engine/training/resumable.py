@@ -149,7 +149,9 @@ def load_request(run: ResumableRun) -> SavedRequest:
     request_folder = run.folder / REQUEST_FOLDER
     try:
         request = json.loads((request_folder / REQUEST_FILE).read_text())
-        config = from_dict(StyleTrainingConfig, request["training"])
+        # Runs saved before training_scale existed were started at the native scale; resuming
+        # them at another would change the crops half-way through.
+        config = from_dict(StyleTrainingConfig, {"training_scale": "native", **request["training"]})
         return SavedRequest(request["name"], request.get("description", ""), request.get("trigger", ""),
                             request_folder / PAIRS_FOLDER, config)
     except (OSError, ValueError, KeyError, TypeError) as error:

@@ -1,9 +1,18 @@
 """Turning before/after pairs into training batches for one or several styles.
 
-Each pair is resized so its short side is ``margin`` times the backbone's native side, then
-every sample is a random native-size square crop taken at the same place in the before and the
-after image, randomly flipped. Crops keep the style's local texture at the scale it will be
-edited at, and the margin gives a few pixels of translation to 8 pairs.
+Each pair is resized to the scale it will be edited at, then every sample is a random square
+crop taken at the same place in the before and the after image, randomly flipped.
+
+``training_scale`` says what that scale is:
+
+- ``'working'``: the size an edit of this photo works at (:meth:`Backbone.fit_size`, about the
+  native area with the photo's aspect ratio), times ``margin``. Crops are as large as the
+  smallest image allows, up to the native side. A 3:2 photo is edited at 160x104 on a
+  128-px model, so its strokes and outlines are learned at the size the model draws them.
+- ``'native'``: the short side is ``margin`` times the native side and crops are native-size,
+  whatever the aspect ratio (a 3:2 photo is then learned 1.4 times larger than it is edited).
+
+The choice was measured: docs/decisions/2026-12-07-working-scale-training.md.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from engine.core.imaging import resize_to, to_tensor
 from engine.models.backbones.base import Backbone
 from engine.training.pairs import Pair
 
+TRAINING_SCALES = ("working", "native")
+
 
 @dataclass
 class StyleData:
@@ -27,17 +38,34 @@ class StyleData:
     afters: list[torch.Tensor]
 
 
-def prepare_style(backbone: Backbone, key: str, name: str, pairs: list[Pair], margin: float) -> StyleData:
-    side = backbone.native_resolution
+def training_size(backbone: Backbone, width: int, height: int, margin: float, scale: str) -> tuple[int, int]:
+    """The ``(width, height)`` a ``width x height`` pair is trained at (see the module docstring)."""
     multiple = backbone.resolution_multiple
+    if scale == "working":
+        working = backbone.fit_size(width, height)
+        return tuple(max(multiple, round(side * margin / multiple) * multiple) for side in working)
+    if scale != "native":
+        raise ValueError(f"training_scale must be one of {', '.join(TRAINING_SCALES)}, not {scale!r}")
+    side = backbone.native_resolution
+    factor = side * margin / min(width, height)
+    return tuple(max(side, round(dimension * factor / multiple) * multiple) for dimension in (width, height))
+
+
+def prepare_style(backbone: Backbone, key: str, name: str, pairs: list[Pair], margin: float,
+                  scale: str = "native") -> StyleData:
     befores, afters = [], []
     for pair in pairs:
-        short = min(pair.before.size)
-        scale = side * margin / short
-        size = tuple(max(side, round(dimension * scale / multiple) * multiple) for dimension in pair.before.size)
+        size = training_size(backbone, *pair.before.size, margin, scale)
         befores.append(to_tensor(resize_to(pair.before, size))[0])
         afters.append(to_tensor(resize_to(pair.after.resize(pair.before.size), size))[0])
     return StyleData(key, name, befores, afters)
+
+
+def crop_side(styles: list[StyleData], largest: int, multiple: int) -> int:
+    """The side of the square crops: the smallest image's short side, at most ``largest``, in
+    whole multiples of ``multiple`` (the patch size)."""
+    shortest = min(min(image.shape[-2:]) for style in styles for image in style.befores)
+    return max(multiple, min(largest, shortest) // multiple * multiple)
 
 
 def sample_batch(styles: list[StyleData], size: int, batch_size: int, generator: torch.Generator):

@@ -34,7 +34,7 @@ from engine.training.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.discriminator import PatchDiscriminator, discriminator_loss, generator_loss
 from engine.training.loop import ProgressCallback, preview_every, run_steps
 from engine.training.schedules import TIMESTEP_DISTRIBUTIONS, sample_timesteps, warmup_cosine
-from engine.training.style_data import StyleData, sample_batch
+from engine.training.style_data import TRAINING_SCALES, StyleData, crop_side, sample_batch
 
 LOSS_WEIGHTINGS = ("clean", "velocity")
 
@@ -53,7 +53,9 @@ class StyleTrainingConfig:
     adversarial_weight: float = option(0.0, "How much a second network that tells real after-photos from results (a discriminator, the adversarial loss) pushes training; 0, the default, turns it off (it did not help in the ablation in BENCHMARKS.md).")
     adversarial_start: int = option(100, "Step at which that second network starts to take part (the adversarial loss switches on).")
     discriminator_learning_rate: float = option(2e-4, "How big the second network's learning steps are (the discriminator's AdamW learning rate).")
-    crop_margin: float = option(1.15, "Pairs are enlarged to this many times the model's own size before a crop is cut out, so crops vary a little.")
+    training_scale: str = option("native", "The scale pairs are learned at: 'native', the short side at the model's own side; 'working', "
+                                           "the size an edit of the photo works at (engine.training.style_data; the two score alike).")
+    crop_margin: float = option(1.15, "Pairs are enlarged to this many times that scale before a crop is cut out, so crops vary a little.")
     checkpoint_every: int = option(100, "Steps between saved checkpoints an interrupted run can resume from (0: none).")
     sample_every: int = option(50, "Most steps between preview samples sent to the callback; a shorter run samples every "
                                    "steps // 5 steps (at least every step), so it shows about 5 (0: none).")
@@ -67,6 +69,7 @@ class StyleTrainingConfig:
         require(self.timestep_shift > 0, "timestep_shift must be positive (1 leaves t unchanged)")
         require(self.adversarial_weight >= 0, "adversarial_weight must be non-negative")
         require(self.crop_margin >= 1.0, "crop_margin must be at least 1")
+        require(self.training_scale in TRAINING_SCALES, f"training_scale must be one of {', '.join(TRAINING_SCALES)}")
         require(self.sample_every >= 0, "sample_every must not be negative (0: no previews)")
 
     @property
@@ -130,7 +133,8 @@ class StyleTrainer:
     def _local_batch(self, step: int):
         """This process's slice of the global batch of ``step``, and its noise and timesteps."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        before, after, keys = sample_batch(self.styles, self.backbone.native_resolution, self.config.batch_size, generator)
+        side = crop_side(self.styles, self.backbone.native_resolution, self.backbone.resolution_multiple)
+        before, after, keys = sample_batch(self.styles, side, self.config.batch_size, generator)
         timesteps = sample_timesteps(self.config.batch_size, self.backbone.min_timestep, generator, self.config.timestep_sampling,
                                      self.config.timestep_shift)
         with torch.no_grad():
