@@ -87,7 +87,8 @@ def build_library_tab(context: StudioContext) -> None:
                    [selected, details, pairs, new_name, description, trigger, manage, confirm_row, download, status], **PRIVATE,
                    ).then(partial(library_run.current_render, context), selected, [render, render_row], queue=False, **PRIVATE)
     set_render.click(keeps_errors(partial(library_run.set_render, context), outputs=3, at=1, title="Cannot set the render"),
-                     [selected, render, version], [details, status, version], **PRIVATE)
+                     [selected, render, version], [details, status, version], **PRIVATE,
+                     ).success(partial(library_run.current_render, context), selected, [render, render_row], queue=False, **PRIVATE)
     rename.click(keeps_errors(partial(library_run.rename_style, context), outputs=4, at=2, title="Cannot rename"), [selected, new_name, version], [selected, details, status, version], **PRIVATE)
     save.click(keeps_errors(partial(library_run.save_details, context), outputs=3, at=1, title="Cannot save"), [selected, description, trigger, version], [details, status, version], **PRIVATE)
     export_lora.click(keeps_errors(partial(library_run.export_style, context, as_zip=False), outputs=2, at=1, title="Cannot export"), selected, [download, status],
