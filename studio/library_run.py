@@ -68,6 +68,12 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
     return ["| PSNR on | with the style | base model | unedited photo |", "|---|---|---|---|", *lines]
 
 
+def has_full_size_render(record: StyleRecord) -> bool:
+    """Whether the record's edits are carried onto photos: a subject LoRA is drawn (the Fuse page), never
+    carried onto a photo, so it has no full-size render to show or set."""
+    return record.adapter.kind != "subject"
+
+
 def render_line(record: StyleRecord) -> str:
     """How the style's edits reach the photo's size, e.g. ``guided, radius 2, ε 0.001 (chosen from 1 held-out pair)``."""
     if record.render is None:
@@ -83,7 +89,8 @@ def details_markdown(record: StyleRecord) -> str:
              f"**Model:** {escape(record.backbone)} · **Created:** {escape(record.created[:19].replace('T', ' '))} · "
              f"**Pairs:** {len(record.pairs)}", ""]
     parts += _metric_lines(record.metrics)
-    parts += ["", f"**Full-size render:** {escape(render_line(record))}"]
+    if has_full_size_render(record):
+        parts += ["", f"**Full-size render:** {escape(render_line(record))}"]
     settings = record.settings
     if settings:
         training = settings.get("training", {})
@@ -129,12 +136,11 @@ def _menu_settings(current: RenderSettings, label: str) -> RenderSettings | None
 
 def current_render(context: StudioContext, selected: str | None) -> tuple[Any, Any]:
     """The render menu showing the selected style's settings (a menu entry, or added if set
-    otherwise), and whether its row shows: a subject LoRA is never carried onto a photo, so it
-    has no full-size render to set."""
+    otherwise), and whether its row shows (:func:`has_full_size_render`)."""
     if not selected:
         return gr.update(value=None), gr.update(visible=True)
     record = context.library.get_style(selected)
-    if record.adapter.kind == "subject":
+    if not has_full_size_render(record):
         return gr.update(value=None), gr.update(visible=False)
     label = describe_settings(record.render_settings)
     choices = render_options()

@@ -197,4 +197,6 @@ def test_a_subject_has_no_render_menu(context, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(context.library, "get_style", lambda name: subject if name == "cat" else record)
     menu, row = library_run.current_render(context, "cat")
     assert row["visible"] is False and menu["value"] is None
+    assert "Full-size render" not in library_run.details_markdown(subject)
+    assert "Full-size render" in library_run.details_markdown(record)
     assert library_run.current_render(context, "ink")[1]["visible"] is True
