@@ -12,7 +12,8 @@ own render choice (:mod:`engine.rendering.render_choice`), what the user gets. `
 before full-resolution rendering (the thumbnail upscaled), ``unedited`` the photo itself.
 ``tiled[:SIZE[:OVERLAP]]`` edits again, in tiles (:mod:`engine.rendering.tiling`), and carries the
 tiled blend with the style's stored guided settings, so it differs from ``stored`` by the tiling only;
-its time per photo includes that edit.
+its time per photo includes that edit, as does a render whose ``edit_steps`` (a style's chosen
+sampling steps) differ from the model's default.
 
 Scores, at full resolution against the target: PSNR, SSIM, style distance
 (:mod:`engine.metrics.perceptual`) and blockiness for the working size's 8 px patch grid scaled
@@ -132,6 +133,9 @@ def run(styles: list[str], renders: list[str], long_side: int, library_folder: P
                     if settings.render == "tiled":
                         settings = dataclasses.replace(stored, render="tiled", tiled_size=settings.tiled_size,
                                                        tile_overlap=settings.tile_overlap)
+                    if settings.render == "tiled" or settings.edit_steps:
+                        # Edited again as the CLI and the studio edit with these settings: tiled, or
+                        # with the style's chosen sampling steps.
                         edited = editor.edit(photo, {style: 1.0}, render=settings)
                     result = carry_to_full_resolution(photo, edited, settings)
                     seconds[render] = seconds.get(render, 0.0) + time.perf_counter() - started

@@ -102,9 +102,10 @@ def build_edit_tab(context: StudioContext) -> None:
                                      elem_id="edit-prompt")
             edit = gr.Button("Edit", variant="primary", size="lg", elem_id="edit-run")
             with gr.Accordion("Settings", open=False, elem_id="edit-settings"):
+                # 0 by default, so a style's chosen steps (its render settings) apply unless set here.
                 steps = gr.Slider(label="Steps", info=help_of(SamplerSettings, "steps"), minimum=0,
                                   maximum=max(STEPS_CEILING, 2 * backbone.default_steps), step=1,
-                                  value=backbone.default_steps, elem_id="edit-steps")
+                                  value=0, elem_id="edit-steps")
                 seed = gr.Number(label="Seed", info=help_of(SamplerSettings, "seed"), value=default_setting("seed"),
                                  minimum=0, maximum=SEED_CEILING, precision=0, elem_id="edit-seed")
                 strength = gr.Slider(label="Strength", info=help_of(SamplerSettings, "strength"), minimum=0.05,

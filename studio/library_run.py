@@ -128,10 +128,11 @@ def render_options() -> list[str]:
 
 def _menu_settings(current: RenderSettings, label: str) -> RenderSettings | None:
     """The settings a menu entry stands for; the tiled entry keeps the style's current guided
-    settings (the defaults where it is set to resize)."""
+    settings (the defaults where it is set to resize), and every entry its sampling steps."""
     if label == TILED_OPTION:
-        return replace(current if current.render != "resize" else RenderSettings(), render="tiled")
-    return {describe_settings(item): item for item in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))}.get(label)
+        return replace(current if current.render != "resize" else RenderSettings(edit_steps=current.edit_steps), render="tiled")
+    entry = {describe_settings(item): item for item in (*GUIDED_CANDIDATES, RenderSettings(render="resize"))}.get(label)
+    return None if entry is None else replace(entry, edit_steps=current.edit_steps)
 
 
 def current_render(context: StudioContext, selected: str | None) -> tuple[Any, Any]:

@@ -52,6 +52,9 @@ class RenderSettings:
                                 "sides, e.g. 384 for the embedded model); never more than the photo's own long side.")
     tile_overlap: int = option(32, "tiled: how many pixels of the tiled copy neighbouring tiles share at least; their "
                                    "results are cross-faded over it (at most half the tile side, the working side, is used).")
+    edit_steps: int = option(0, "Sampling steps of the model's edit when the edit itself sets none (its steps 0): chosen "
+                                "per style with the rest of the render, as styles differ in how many steps serve them "
+                                "best; 0 takes the model's default.")
 
     def __post_init__(self) -> None:
         require(self.render in RENDER_METHODS, f"render must be one of {', '.join(RENDER_METHODS)}, not {self.render!r}")
@@ -61,6 +64,7 @@ class RenderSettings:
         require(self.tiled_size == 0 or 16 <= self.tiled_size <= 4096,
                 "tiled_size must lie between 16 and 4096 pixels, or be 0 for 3 working sides")
         require(0 <= self.tile_overlap <= 1024, "tile_overlap must lie between 0 and 1024 pixels")
+        require(0 <= self.edit_steps <= 1000, "edit_steps must lie between 1 and 1000 (0 for the model's default)")
 
 
 def check_render_size(size: tuple[int, int], name: str = "the photo") -> None:

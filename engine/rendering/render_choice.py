@@ -2,9 +2,12 @@
 
 Which guided radius, epsilon and detail carry a style's working-size edits to the photo's size best
 depends on the style (a colour grade is explained by smooth, wide affine maps; a painterly style
-by tighter ones). :func:`choose_render` measures it: each pair's before-image is edited once, the
-edit is carried to the pair's own size with every candidate of :data:`GUIDED_CANDIDATES`, and the
-candidate with the best mean score (PSNR) against the after-images wins. ``resize`` is no
+by tighter ones), and so does how many sampling steps the edit takes (a style whose adapter
+generalises less well from its few pairs, such as cartoon, loses less with fewer steps:
+BENCHMARKS.md). :func:`choose_render` measures both: each pair's before-image is edited once per
+step count of :data:`STEP_CANDIDATES`, each edit is carried to the pair's own size with every
+guided candidate of :data:`GUIDED_CANDIDATES`, and the combination (:data:`RENDER_CANDIDATES`)
+with the best mean score (PSNR) against the after-images wins. ``resize`` is no
 candidate: it shows the model's patch grid at full size. The score is passed in
 (:func:`engine.metrics.image_quality.psnr`): rendering and metrics are layers that do not import
 each other.
@@ -32,6 +35,11 @@ from engine.rendering.full_resolution import MAX_RENDER_PIXELS, RenderSettings, 
 GUIDED_CANDIDATES: tuple[RenderSettings, ...] = (RenderSettings(), *(
     RenderSettings("guided", radius, epsilon, detail) for detail in (1.0, 0.5) for radius in (1, 2, 4)
     for epsilon in (1e-4, 1e-3) if (radius, epsilon, detail) != (2, 1e-3, 1.0)))
+# The model's default first (0), so a tie keeps it; then half of the embedded model's 8, which
+# halves the edit's time (docs/decisions/2026-12-07-edit-steps-per-style.md).
+STEP_CANDIDATES: tuple[int, ...] = (0, 4)
+RENDER_CANDIDATES: tuple[RenderSettings, ...] = tuple(replace(candidate, edit_steps=steps) for steps in STEP_CANDIDATES
+                                                      for candidate in GUIDED_CANDIDATES)
 CHOSEN_BY = ("holdout", "train", "user")
 
 
@@ -96,42 +104,46 @@ def describe_settings(settings: RenderSettings) -> str:
         return "resize (bicubic upscaling)"
     detail = "" if settings.guided_detail == RenderSettings().guided_detail else f", detail {settings.guided_detail:g}"
     guided = f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}{detail}"
+    steps = f", {settings.edit_steps} sampling steps" if settings.edit_steps else ""
     if settings.render == "tiled":
         size = f"{settings.tiled_size} px" if settings.tiled_size else "3 working sides"
-        return f"tiled at {size}, overlap {settings.tile_overlap} px, then {guided}"
-    return guided
+        return f"tiled at {size}, overlap {settings.tile_overlap} px, then {guided}{steps}"
+    return guided + steps
 
 
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def choose_render(edit: Callable[[Image.Image], Image.Image], training: Sequence[tuple[Image.Image, Image.Image]],
+def choose_render(edit: Callable[[Image.Image, int], Image.Image], training: Sequence[tuple[Image.Image, Image.Image]],
                   holdout: Sequence[tuple[Image.Image, Image.Image]] = (), *, score: Score,
-                  candidates: Sequence[RenderSettings] = GUIDED_CANDIDATES) -> RenderChoice | None:
+                  candidates: Sequence[RenderSettings] = RENDER_CANDIDATES) -> RenderChoice | None:
     """The candidate whose full-size results best match the after-images (highest mean ``score``).
 
     ``training``/``holdout``: ``(before, after)`` images at their own resolution; the held-out
-    pairs are used when there are any, else the training pairs. ``edit(before)`` returns the
-    working-size result; it is called once per pair. ``score(result, target)`` takes
+    pairs are used when there are any, else the training pairs. ``edit(before, steps)`` returns the
+    working-size result sampled with ``steps`` (0: the model's default); it is called once per pair
+    and step count of the candidates (``edit_steps``). ``score(result, target)`` takes
     ``(1, 3, H, W)`` tensors in ``[0, 1]`` and returns ``(1,)``, higher is better (PSNR in dB).
     A pair above :data:`MAX_RENDER_PIXELS` is measured shrunk to fit. Ties go to the earlier candidate.
-    A pair no larger than the model's working size tells no candidate from another and is left
-    out; with no larger pair at all there is no choice (``None``: the style renders with the
+    A pair no larger than the model's working size tells no guided candidate from another and is
+    left out; with no larger pair at all there is no choice (``None``: the style renders with the
     defaults).
     """
     pairs, chosen_by = (holdout, "holdout") if holdout else (training, "train")
     if not pairs or not candidates:
         raise InputError("choosing render settings needs at least one pair and one candidate")
     totals, measured = [0.0] * len(candidates), 0
+    step_counts = list(dict.fromkeys(candidate.edit_steps for candidate in candidates))
     for original, after in pairs:
-        working = edit(original)  # the caller's own image object, so it may look up an edit it made already
+        first = edit(original, step_counts[0])  # the caller's own image object, so it may look up an edit it made already
         before = _within_cap(original.convert("RGB"))
-        if working.size == before.size:
-            continue  # at working size every candidate returns the edit itself
+        if first.size == before.size:
+            continue  # at working size every guided candidate returns the edit itself
+        working = {step_counts[0]: first, **{steps: edit(original, steps) for steps in step_counts[1:]}}
         measured += 1
         target = unit_tensor(resize_to(after.convert("RGB"), before.size)).unsqueeze(0)  # (1, 3, H, W) at the pair's size
         for index, candidate in enumerate(candidates):
-            full = unit_tensor(carry_to_full_resolution(before, working, candidate)).unsqueeze(0)
+            full = unit_tensor(carry_to_full_resolution(before, working[candidate.edit_steps], candidate)).unsqueeze(0)
             totals[index] += float(score(full, target)[0])
     if not measured:
         return None

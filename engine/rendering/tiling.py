@@ -27,7 +27,8 @@ size with the guided path.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
 import torch
 from PIL import Image
 
@@ -216,7 +217,18 @@ def edit_for_render(backbone: Backbone, photo: Image.Image, settings: SamplerSet
                     callback: PreviewCallback | None = None, before_step: BeforeStepHook | None = None,
                     render: RenderSettings | None = None) -> Image.Image:
     """The model's edit of ``photo`` that ``render`` carries to full
-    size: :func:`edit_tiled` for ``render="tiled"``, else :func:`edit_photo` at working size."""
+    size: :func:`edit_tiled` for ``render="tiled"``, else :func:`edit_photo` at working size.
+    ``render.edit_steps`` (a style's chosen steps) applies when ``settings`` sets no steps."""
+    settings = settings_for_render(settings, render)
     if render is not None and render.render == "tiled":
         return edit_tiled(backbone, photo, settings, prompt, callback, before_step, render.tiled_size, render.tile_overlap)
     return edit_photo(backbone, photo, settings, prompt=prompt, callback=callback, before_step=before_step)
+
+
+def settings_for_render(settings: SamplerSettings | None, render: RenderSettings | None) -> SamplerSettings:
+    """``settings`` with ``render.edit_steps`` as its steps where it gives none (steps 0): steps the
+    user sets win over the style's choice, which wins over the model's default."""
+    settings = settings or SamplerSettings()
+    if render is None or not render.edit_steps or settings.steps:
+        return settings
+    return replace(settings, steps=render.edit_steps)

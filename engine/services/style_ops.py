@@ -155,7 +155,8 @@ def measure_render_choice(library: StyleLibrary, backbone: Backbone, name: str,
         raise InputError(f"{record.name} has no stored pairs to measure on (an imported LoRA?); give --pairs or set its "
                          "render by hand with 'styles set-render'")
     editor = StyleEditor(backbone, library)
-    choice = choose_render(lambda photo: editor.edit(photo, {record.name: 1.0}), split["train"], split["holdout"], score=psnr)
+    choice = choose_render(lambda photo, steps: editor.edit(photo, {record.name: 1.0}, SamplerSettings(steps=steps)),
+                           split["train"], split["holdout"], score=psnr)
     if choice is None:
         raise InputError(f"the pairs of {record.name} are no larger than the model's working size, so every render gives "
                          "the same result there; give larger pairs with --pairs")

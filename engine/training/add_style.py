@@ -37,7 +37,7 @@ from engine.metrics.image_quality import psnr
 from engine.models.backbones.base import Backbone
 from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
-from engine.rendering.render_choice import RenderChoice, choose_render
+from engine.rendering.render_choice import STEP_CANDIDATES, RenderChoice, choose_render
 from engine.training.loop import ProgressCallback
 from engine.training.pairs import Pair, read_pairs
 from engine.training.style_data import prepare_style
@@ -175,10 +175,12 @@ def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pai
     """PSNR/SSIM with the style, and of the unadapted base, on training and held-out pairs; and
     the render choice, made from the same styled edits (each pair is edited once)."""
     metrics = {}
-    edits: dict[int, Image.Image] = {}  # id(before) -> the styled working-size edit
+    edits: dict[tuple[int, int], Image.Image] = {}  # (id(before), steps) -> the styled working-size edit
 
     def styled_edit(photo: Image.Image) -> Image.Image:
-        edits[id(photo)] = result = edit_photo(backbone, photo, SamplerSettings())
+        edits[id(photo), 0] = result = edit_photo(backbone, photo, SamplerSettings())
+        for steps in STEP_CANDIDATES[1:]:  # made here, while the style is folded in, for the render choice
+            edits[id(photo), steps] = edit_photo(backbone, photo, SamplerSettings(steps=steps))
         return result
 
     for label, pairs in (("train", training_pairs), ("holdout", holdout)):
@@ -192,6 +194,6 @@ def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pai
         base = evaluate_on_pairs(backbone, images)
         metrics[label] = {"psnr": styled["psnr"], "ssim": styled["ssim"], "base_psnr": base["psnr"],
                           "identity_psnr": styled["identity_psnr"], "identity_ssim": styled["identity_ssim"]}
-    render = choose_render(lambda photo: edits[id(photo)], [(pair.before, pair.after) for pair in training_pairs],
+    render = choose_render(lambda photo, steps: edits[id(photo), steps], [(pair.before, pair.after) for pair in training_pairs],
                            [(pair.before, pair.after) for pair in holdout], score=psnr)
     return metrics, render

@@ -15,6 +15,7 @@ from engine.cli import main
 from engine.library import StyleLibrary
 from engine.models.backbones.registry import load_backbone
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
+from engine.rendering.render_choice import RENDER_CANDIDATES
 from engine.services.mix_render import render_for_mix
 from engine.services.style_edit import StyleEditor
 from tests.cli.test_styles_cli import library, model, run  # noqa: F401 (fixtures)
@@ -122,7 +123,7 @@ def test_choose_render_measures_on_given_pairs_and_refuses_working_size_ones(lib
     assert run("styles", "choose-render", "ink", "--pairs", larger, "--library", library, "--model", model) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("ink: full-size render guided") and printed[0].endswith("(chosen from 3 training pairs)")
-    assert len(printed) == 13  # the choice, then each of the 12 candidates' mean PSNR
+    assert len(printed) == 1 + len(RENDER_CANDIDATES)  # the choice, then each candidate's mean PSNR
     with StyleLibrary.open(library) as opened:
         record = opened.get_style("ink")
-    assert record.render.chosen_by == "train" and record.render.pairs == 3 and len(record.render.scores) == 12
+    assert record.render.chosen_by == "train" and record.render.pairs == 3 and len(record.render.scores) == len(RENDER_CANDIDATES)

@@ -3,6 +3,8 @@ choice as the library stores it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +13,7 @@ from engine.core.errors import InputError
 from engine.core.imaging import resize_to
 from engine.metrics.image_quality import psnr
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
-from engine.rendering.render_choice import GUIDED_CANDIDATES, RenderChoice, choose_render
+from engine.rendering.render_choice import GUIDED_CANDIDATES, RENDER_CANDIDATES, STEP_CANDIDATES, RenderChoice, choose_render
 
 
 def smooth_photo(width: int, height: int, seed: int) -> Image.Image:
@@ -22,9 +24,9 @@ def smooth_photo(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(coarse) + noise, 0, 255).astype(np.uint8), mode="RGB")
 
 
-def synthetic_edit(photo: Image.Image) -> Image.Image:
+def synthetic_edit(photo: Image.Image, steps: int = 0) -> Image.Image:
     """A working-size (1/4) edit no single affine colour map explains: a curve, a swap and a
-    position-dependent tint."""
+    position-dependent tint (the same whatever the ``steps``)."""
     small = np.asarray(resize_to(photo, (photo.width // 4, photo.height // 4)), dtype=np.float64) / 255
     ramp = np.linspace(0, 1, small.shape[1])[None, :, None]
     edited = np.stack([small[..., 1] ** 0.5, small[..., 2] * small[..., 0], 1 - small[..., 0]], axis=-1) * (0.7 + 0.3 * ramp)
@@ -41,25 +43,41 @@ def test_the_candidates_are_distinct_guided_settings_with_the_default_first():
     assert GUIDED_CANDIDATES[0] == RenderSettings()
     assert len(set(GUIDED_CANDIDATES)) == len(GUIDED_CANDIDATES) == 12
     assert {candidate.render for candidate in GUIDED_CANDIDATES} == {"guided"}
+    assert RENDER_CANDIDATES[0] == RenderSettings() and STEP_CANDIDATES[0] == 0  # the model's default steps first
+    assert len(set(RENDER_CANDIDATES)) == len(RENDER_CANDIDATES) == 12 * len(STEP_CANDIDATES)
 
 
 @pytest.mark.parametrize("candidate", GUIDED_CANDIDATES, ids=lambda item: f"r{item.guided_radius}-eps{item.guided_epsilon:g}-detail{item.guided_detail:g}")
 def test_the_candidate_that_made_the_after_images_wins(candidate):
     calls = []
 
-    def edit(before):
-        calls.append(before)
+    def edit(before, steps):
+        calls.append((id(before), steps))
         return synthetic_edit(before)
 
     pairs = pairs_rendered_with(candidate, 2)
     choice = choose_render(edit, pairs, score=psnr)
-    assert choice.settings == candidate
+    assert choice.settings == candidate  # every step count edits alike here, so the tie keeps the default steps
     assert (choice.chosen_by, choice.pairs) == ("train", 2)
-    assert [item for item, _ in choice.scores] == list(GUIDED_CANDIDATES)
+    assert [item for item, _ in choice.scores] == list(RENDER_CANDIDATES)
     scores = dict(choice.scores)
     assert scores[candidate] == 100.0  # an exact reproduction: the clamped error's PSNR
-    assert max(score for item, score in choice.scores if item != candidate) < 60  # and it is clearly apart
-    assert [id(before) for before in calls] == [id(before) for before, _ in pairs]  # each pair edited once, with the caller's image
+    assert max(score for item, score in choice.scores if item.guided_radius != candidate.guided_radius
+               or item.guided_epsilon != candidate.guided_epsilon or item.guided_detail != candidate.guided_detail) < 60
+    # Each pair edited once per step count, with the caller's image.
+    assert calls == [(id(before), steps) for before, _ in pairs for steps in STEP_CANDIDATES]
+
+
+def test_the_steps_whose_edit_made_the_after_images_win():
+    def edit(before, steps):
+        exact = synthetic_edit(before)
+        return exact if steps == STEP_CANDIDATES[1] else Image.eval(exact, lambda value: min(255, value + 20))
+
+    chosen = replace(GUIDED_CANDIDATES[3], edit_steps=STEP_CANDIDATES[1])
+    choice = choose_render(edit, pairs_rendered_with(GUIDED_CANDIDATES[3], 2), score=psnr)
+    assert choice.settings == chosen and dict(choice.scores)[chosen] == 100.0
+    assert choice.describe() == f"guided, radius {chosen.guided_radius}, ε {chosen.guided_epsilon:g}, {chosen.edit_steps} sampling steps " \
+                                "(chosen from 2 training pairs)"
 
 
 def test_held_out_pairs_are_preferred_to_training_pairs():
@@ -77,10 +95,10 @@ def test_after_images_at_another_resolution_are_compared_at_the_before_images_si
 
 def test_pairs_at_the_working_size_are_left_out_and_alone_give_no_choice():
     at_working_size = [(synthetic_edit(before), synthetic_edit(before)) for before, _ in pairs_rendered_with(GUIDED_CANDIDATES[0], 2)]
-    same_size_edit = lambda photo: photo  # noqa: E731 (the model's result is as large as the pair)
+    same_size_edit = lambda photo, steps: photo  # noqa: E731 (the model's result is as large as the pair)
     assert choose_render(same_size_edit, at_working_size, score=psnr) is None
     larger = pairs_rendered_with(GUIDED_CANDIDATES[3], 1)
-    choice = choose_render(lambda photo: photo if photo.width < 60 else synthetic_edit(photo), at_working_size + larger, score=psnr)
+    choice = choose_render(lambda photo, steps: photo if photo.width < 60 else synthetic_edit(photo), at_working_size + larger, score=psnr)
     assert (choice.settings, choice.pairs) == (GUIDED_CANDIDATES[3], 1)
 
 

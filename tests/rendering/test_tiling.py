@@ -13,7 +13,8 @@ from engine.models.editing import edit_photo
 from engine.models.sampling.sampler import SamplerSettings
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
 from engine.rendering import tiling
-from engine.rendering.tiling import axis_weights, edit_for_render, edit_tiled, tile_batches, tile_grid, tile_offsets
+from engine.rendering.tiling import (axis_weights, edit_for_render, edit_tiled, settings_for_render, tile_batches, tile_grid,
+                                    tile_offsets)
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +154,20 @@ def test_render_settings_check_the_tiled_options():
     for bad in ({"tiled_size": 8}, {"tiled_size": 5000}, {"tile_overlap": -1}):
         with pytest.raises(ConfigError):
             RenderSettings("tiled", **bad)
+
+
+@pytest.mark.parametrize("render", ["guided", "tiled"])
+def test_a_styles_chosen_steps_apply_unless_the_edit_sets_its_own(backbone, render):
+    photo = noise_photo(48, 40)
+
+    def total_steps(settings: SamplerSettings, edit_steps: int) -> int:
+        totals = []
+        edit_for_render(backbone, photo, settings, callback=lambda step, total, preview: totals.append(total),
+                        render=RenderSettings(render, tile_overlap=8, edit_steps=edit_steps))
+        return totals[-1]  # the steps of every batch of tiles, counted as one run
+
+    batches = total_steps(SamplerSettings(steps=1), 0)
+    assert total_steps(SamplerSettings(), 3) == 3 * batches  # the style's choice
+    assert total_steps(SamplerSettings(), 0) == backbone.default_steps * batches  # no choice: the model's default
+    assert total_steps(SamplerSettings(steps=5), 3) == 5 * batches  # the edit's own steps win
+    assert settings_for_render(None, RenderSettings(edit_steps=3)).steps == 3

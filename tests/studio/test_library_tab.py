@@ -81,6 +81,15 @@ def test_the_tiled_entry_keeps_the_styles_guided_settings_and_shows_them(context
         library_run.set_render(context, None, "resize (bicubic upscaling)", 8)
 
 
+def test_every_menu_entry_keeps_the_styles_chosen_sampling_steps(context) -> None:
+    context.library.set_render("ink", RenderSettings("guided", 4, 1e-3, 1.0, edit_steps=4))
+    shown = library_run.current_render(context, "ink")[0]
+    assert shown["value"] == "guided, radius 4, ε 0.001, 4 sampling steps" and shown["value"] in shown["choices"]
+    for label in ("guided, radius 1, ε 0.0001", library_run.TILED_OPTION, "resize (bicubic upscaling)"):
+        library_run.set_render(context, "ink", label, 1)
+        assert context.library.get_style("ink").render_settings.edit_steps == 4, label
+
+
 def test_rename_save_and_every_change_bumps_the_signal(context) -> None:
     selected, details, status, version = library_run.rename_style(context, "ink", "ink wash", 3)
     assert selected == "ink wash" and version == 4 and "Renamed" in status

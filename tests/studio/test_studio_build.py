@@ -62,7 +62,7 @@ def test_build_studio_makes_the_edit_page_without_launching(context) -> None:
         assert elem_id in found, elem_id
     backbone = context.backbone
     # Defaults come from the backbone and SamplerSettings, help texts from the dataclass.
-    assert found["edit-steps"].value == backbone.default_steps
+    assert found["edit-steps"].value == 0  # the style's chosen steps, else the model's default
     assert found["edit-seed"].value == SamplerSettings().seed
     assert found["edit-strength"].value == SamplerSettings().strength
     assert "same seed" in found["edit-seed"].info

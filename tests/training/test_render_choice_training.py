@@ -9,7 +9,8 @@ import pytest
 from engine.core.imaging import load_photo
 from engine.library import StyleLibrary
 from engine.metrics.image_quality import psnr
-from engine.rendering.render_choice import GUIDED_CANDIDATES, choose_render
+from engine.models.sampling.sampler import SamplerSettings
+from engine.rendering.render_choice import RENDER_CANDIDATES, choose_render
 from engine.services.style_edit import StyleEditor
 from engine.training.add_style import StyleRequest, train_style
 from tests.adapters.moe.moe_fixtures import base_backbone
@@ -30,8 +31,8 @@ def test_training_stores_a_choice_made_on_the_training_pairs(library, tmp_path):
     record = train_style(library, base_backbone(), StyleRequest("bright", write_pairs(tmp_path / "pairs")), ONE_STEP)
     choice = record.render
     assert choice is not None and (choice.chosen_by, choice.pairs) == ("train", 3)  # three pairs: none held out
-    assert record.render_settings == choice.settings in GUIDED_CANDIDATES
-    assert [candidate for candidate, _ in choice.scores] == list(GUIDED_CANDIDATES)
+    assert record.render_settings == choice.settings in RENDER_CANDIDATES
+    assert [candidate for candidate, _ in choice.scores] == list(RENDER_CANDIDATES)
     assert dict(choice.scores)[choice.settings] == max(score for _, score in choice.scores)
     assert library.get_style("bright").render == choice  # stored, not only returned
 
@@ -40,7 +41,8 @@ def test_training_stores_a_choice_made_on_the_training_pairs(library, tmp_path):
     try:
         stored = [(pair.before, pair.after) for pair in library.get_style("bright").pairs]
         images = [(load_photo(before), load_photo(after)) for before, after in stored]
-        again = choose_render(lambda photo: editor.edit(photo, {"bright": 1.0}), images, score=psnr)
+        again = choose_render(lambda photo, steps: editor.edit(photo, {"bright": 1.0}, SamplerSettings(steps=steps)), images,
+                              score=psnr)
     finally:
         editor.release()
     for (candidate, score), (same, recomputed) in zip(choice.scores, again.scores):

@@ -25,8 +25,8 @@ from engine.models.backbones.base import Backbone, Condition
 class SamplerSettings:
     """How to sample."""
 
-    steps: int = option(0, "Euler steps over the full noise range; 0 uses the backbone's default (for an edit, or for a "
-                           "generation, which may take more).")
+    steps: int = option(0, "Euler steps over the full noise range; 0 uses the style's chosen steps for a styled edit, "
+                           "else the backbone's default (for an edit, or for a generation, which may take more).")
     seed: int = option(0, "Seed of the starting noise; the same seed gives the same image.")
     strength: float = option(1.0, "Edits only: how far into the noise the source is taken (1 = pure noise).")
     noise_scale: float = option(-1.0, "Scale of the starting noise, the sampling temperature (1 = standard noise; 0 = none, "
