@@ -15,6 +15,8 @@ from engine.training.style_trainer import StyleTrainingConfig
 
 NAME = "train"
 SUMMARY = "Train a style from before/after pairs (a folder with before/ and after/, or a zip) into the style library."
+# The training settings offered here, as the studio's Train page offers them.
+TRAINING_OPTIONS = ("steps", "batch_size", "learning_rate", "adversarial_weight", "training_scale", "seed")
 
 
 def add_library_argument(parser: argparse.ArgumentParser) -> None:
@@ -31,12 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=EMBEDDED, metavar="SPEC", help="The backbone to train on (default: the embedded model).")
     parser.add_argument("--no-resume", dest="resume", action="store_false", help="Start over even if an interrupted run of this name exists.")
     add_library_argument(parser)
-    add_config_arguments(parser, StyleTrainingConfig, ("steps", "batch_size", "learning_rate", "adversarial_weight", "seed"))
+    add_config_arguments(parser, StyleTrainingConfig, TRAINING_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     validate_style_name(args.style)
-    config = config_from_args(StyleTrainingConfig, args, ("steps", "batch_size", "learning_rate", "adversarial_weight", "seed"))
+    config = config_from_args(StyleTrainingConfig, args, TRAINING_OPTIONS)
     pairs = read_pairs(args.pairs)  # checked before the model loads
     backbone = load_backbone(args.model)
     with StyleLibrary.open(args.library) as library:

@@ -83,6 +83,18 @@ def test_train_edit_mix_export_import_delete(tmp_path, tiny_model, capsys):
     assert "Light copy" in capsys.readouterr().out
 
 
+def test_train_takes_the_training_scale(tmp_path, tiny_model, capsys):
+    library = tmp_path / "library"
+    assert run("train", "--pairs", write_pairs(tmp_path / "pairs", 20), "--style", "Scaled", "--steps", 2, "--batch-size", 2,
+               "--training-scale", "working", "--library", library, "--model", tiny_model) == 0
+    capsys.readouterr()
+    assert run("styles", "show", "Scaled", "--library", library) == 0
+    assert '"training_scale": "working"' in capsys.readouterr().out
+    assert run("train", "--pairs", tmp_path / "pairs", "--style", "Other", "--training-scale", "huge", "--library", library,
+               "--model", tiny_model) == 2
+    assert "training_scale" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("problem, message", [
     ("taken", "already exists"), ("path", "contains"), ("one_pair", "at least 2"), ("unmatched", "no after/ match"),
 ])
