@@ -58,7 +58,10 @@ DECIMAL_STEPS = {"learning_rate": 1e-4, "discriminator_learning_rate": 1e-5, "ad
 # above it, so bring the progress into view (the inputs pass through). Train sits right above it.
 SHOW_PROGRESS = "(...values) => { document.querySelector('#train-status')?.scrollIntoView({block: 'start'}); return values; }"
 LOSS_COLOURS = {"loss per step": "#cbd5e1", "average of 10 steps": "#ea580c"}
-INTRO = ("Give a few photos **before** and **after** the look you want (about 8 pairs is best), name the style and press "
+# "8 or more", not "about 8": a style learned from more pairs carries better to new photos (measured on cartoon:
+# docs/decisions/2026-12-07-why-cartoon-is-not-learned.md, "More pairs").
+INTRO = ("Give a few photos **before** and **after** the look you want (8 pairs or more: more pairs carry the look to new "
+         "photos better), name the style and press "
          "**Train**. A before photo and its after photo share a file name.")
 
 
