@@ -8,7 +8,7 @@ original (:mod:`benchmarks.originals`), upscaled to that many pixels, and a fres
 2. records its resident memory, then ``--repeats`` times: reads the file (:func:`load_photo`),
    edits it with a shipped style at working size, carries the result to full size
    (:func:`carry_to_full_resolution`, with the style's stored render choice) and writes it as JPEG
-   quality 95 (``--render tiled``: the same choice with the tiled render, :mod:`engine.rendering.tiling`,
+   quality 95, or with ``--output-format png`` as the PNG the studio's download is (``--render tiled``: the same choice with the tiled render, :mod:`engine.rendering.tiling`,
    whose tiled edit is the "edit" part);
 3. reports the median seconds of that whole path and of each part, and its peak resident memory
    (``ru_maxrss``; the model and torch are part of it, and the warm-up figure says how much).
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from benchmarks.originals import DEFAULT_CACHE, fetch, originals
+from benchmarks.originals import ATTRIBUTION, DEFAULT_CACHE, fetch, originals
 from benchmarks.report import add_out_argument, publish
 from engine.core.assets import REPOSITORY
 
@@ -42,7 +42,7 @@ def peak_megabytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def child(photo_path: Path, style: str, repeats: int, tiled: bool = False) -> dict:
+def child(photo_path: Path, style: str, repeats: int, tiled: bool = False, output_format: str = "jpg") -> dict:
     """Steps 1-3 of the module docstring in this process; returns the figures."""
     import torch
 
@@ -69,7 +69,7 @@ def child(photo_path: Path, style: str, repeats: int, tiled: bool = False) -> di
             edited = time.perf_counter()
             result = carry_to_full_resolution(photo, working, render)
             carried = time.perf_counter()
-            save_image(result, Path(folder) / "result.jpg")
+            save_image(result, Path(folder) / f"result.{output_format}")
             written = time.perf_counter()
             for name, seconds in (("read", read - started), ("edit", edited - read), ("carry", carried - edited),
                                   ("write", written - carried), ("total", written - started)):
@@ -88,8 +88,11 @@ def render_for_style(style: str, tiled: bool = False):
         return render_for_mix(library, {style: 1.0}, {"render": "tiled"} if tiled else None)
 
 
-def make_photo(megapixels: float, folder: Path) -> Path:
-    source = fetch([row for row in originals("test") if row.name == SOURCE_PHOTO], DEFAULT_CACHE)[SOURCE_PHOTO]
+def make_photo(megapixels: float, folder: Path, name: str = SOURCE_PHOTO) -> Path:
+    rows = [row for row in originals() if row.name == name]
+    if not rows:
+        raise SystemExit(f"no original named {name!r} in {ATTRIBUTION}; pick one of its photos")
+    source = fetch(rows, DEFAULT_CACHE)[name]
     image = Image.open(source).convert("RGB")
     scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
     image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
@@ -105,22 +108,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="Timed edits per size (median reported).")
     parser.add_argument("--render", choices=("stored", "tiled"), default="stored",
                         help="'stored': the style's render choice; 'tiled': the same carried from a tiled edit.")
+    parser.add_argument("--photo", default=SOURCE_PHOTO,
+                        help="The original the test photos are made from (a name in assets/benchmark/ATTRIBUTION.md); the default "
+                             "is upscaled for 12 and 24 MP, so it is smoother than a camera's photo of that size.")
+    parser.add_argument("--output-format", choices=("jpg", "png"), default="jpg",
+                        help="How the result is written: 'jpg' (quality 95, the CLI's JPEG) or 'png' (lossless, the studio's download).")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
     if arguments.child is not None:
-        print(json.dumps(child(arguments.child, arguments.style, arguments.repeats, arguments.render == "tiled")))
+        print(json.dumps(child(arguments.child, arguments.style, arguments.repeats, arguments.render == "tiled", arguments.output_format)))
         return 0
     rows = {}
     with tempfile.TemporaryDirectory(prefix="atelier-render-speed-") as folder:
         for text in arguments.megapixels.split(","):
-            photo = make_photo(float(text), Path(folder))
+            photo = make_photo(float(text), Path(folder), arguments.photo)
             command = [sys.executable, "-m", "benchmarks.render_speed", "--child", str(photo), "--style", arguments.style,
-                       "--repeats", str(arguments.repeats), "--render", arguments.render]
+                       "--repeats", str(arguments.repeats), "--render", arguments.render, "--output-format", arguments.output_format]
             output = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, check=True).stdout
             rows[f"{float(text):g} MP"] = json.loads(output.strip().splitlines()[-1])
             print(f"{text} MP: {rows[f'{float(text):g} MP']}", file=sys.stderr, flush=True)
-    publish({"style": arguments.style, "render": vars(render_for_style(arguments.style, arguments.render == "tiled")), "repeats": arguments.repeats, "sizes": rows}, arguments.out)
+    publish({"style": arguments.style, "render": vars(render_for_style(arguments.style, arguments.render == "tiled")),
+             "photo": arguments.photo, "output_format": arguments.output_format, "repeats": arguments.repeats, "sizes": rows}, arguments.out)
     return 0
 
 

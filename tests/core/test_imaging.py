@@ -273,6 +273,13 @@ def test_save_image_picks_the_format_from_the_extension(tmp_path: Path, name: st
     assert sorted(p.name for p in path.parent.iterdir()) == [name]
 
 
+def test_png_is_written_losslessly(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)  # noise: nothing to smooth away
+    path = save_image(Image.fromarray(pixels, mode="RGB"), tmp_path / "noise.png")
+    with Image.open(path) as written:
+        assert np.array_equal(np.asarray(written.convert("RGB")), pixels)
+
+
 @pytest.mark.parametrize("name", ["out.gif", "out.txt", "out"])
 def test_unknown_extension_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(InputError, match=r"\.png, \.jpg, \.jpeg, \.webp") as error:
