@@ -173,7 +173,9 @@ def _seeded(seed: int) -> Iterator[None]:
 def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pairs: list[Pair],
              holdout: list[Pair]) -> tuple[dict, RenderChoice]:
     """PSNR/SSIM with the style, and of the unadapted base, on training and held-out pairs; and
-    the render choice, made from the same styled edits (each pair is edited once)."""
+    the render choice, made from the same styled edits (each pair is edited once per step count the
+    choice compares, :data:`~engine.rendering.render_choice.STEP_CANDIDATES`; the metrics use the
+    model's default steps)."""
     metrics = {}
     edits: dict[tuple[int, int], Image.Image] = {}  # (id(before), steps) -> the styled working-size edit
 
