@@ -178,11 +178,13 @@ def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pai
     model's default steps)."""
     metrics = {}
     edits: dict[tuple[int, int], Image.Image] = {}  # (id(before), steps) -> the styled working-size edit
+    chosen_on = "holdout" if holdout else "train"  # the split choose_render measures on
 
-    def styled_edit(photo: Image.Image) -> Image.Image:
+    def styled_edit(photo: Image.Image, for_choice: bool) -> Image.Image:
         edits[id(photo), 0] = result = edit_photo(backbone, photo, SamplerSettings())
-        for steps in STEP_CANDIDATES[1:]:  # made here, while the style is folded in, for the render choice
-            edits[id(photo), steps] = edit_photo(backbone, photo, SamplerSettings(steps=steps))
+        if for_choice and result.size != photo.size:  # the choice leaves working-size pairs out
+            for steps in STEP_CANDIDATES[1:]:  # made here, while the style is folded in
+                edits[id(photo), steps] = edit_photo(backbone, photo, SamplerSettings(steps=steps))
         return result
 
     for label, pairs in (("train", training_pairs), ("holdout", holdout)):
@@ -191,7 +193,7 @@ def _measure(backbone: Backbone, adapter: MoELoraAdapter, key: str, training_pai
         images = [(pair.before, pair.after) for pair in pairs]
         adapter.route({key: 1.0})
         with adapter.folded({key: 1.0}):
-            styled = evaluate_on_pairs(backbone, images, edit=styled_edit)
+            styled = evaluate_on_pairs(backbone, images, edit=lambda photo: styled_edit(photo, label == chosen_on))
         adapter.clear_routing()
         base = evaluate_on_pairs(backbone, images)
         metrics[label] = {"psnr": styled["psnr"], "ssim": styled["ssim"], "base_psnr": base["psnr"],
