@@ -8,8 +8,9 @@ original (:mod:`benchmarks.originals`), upscaled to that many pixels, and a fres
 2. records its resident memory, then ``--repeats`` times: reads the file (:func:`load_photo`),
    edits it with a shipped style at working size, carries the result to full size
    (:func:`carry_to_full_resolution`, with the style's stored render choice) and writes it as JPEG
-   quality 95, or with ``--output-format png`` as the PNG the studio's download is (``--render tiled``: the same choice with the tiled render, :mod:`engine.rendering.tiling`,
-   whose tiled edit is the "edit" part);
+   quality 95, or with ``--output-format png`` as the PNG the studio's download is (``--render
+   tiled``: the same choice with the tiled render, :mod:`engine.rendering.tiling`, whose tiled edit
+   is the "edit" part);
 3. reports the median seconds of that whole path and of each part, and its peak resident memory
    (``ru_maxrss``; the model and torch are part of it, and the warm-up figure says how much).
 
