@@ -4,9 +4,11 @@ Each variant continues version 1 (``assets/base``) for the same short run on the
 batches, then is measured by the model card's own evaluation
 (:func:`engine.training.base_eval.evaluate_base`): identity and generic-edit PSNR, generation's
 colour Fréchet distance, and blockiness of each. Variants: the growth alone (two more blocks,
-linear patch head), the growth with a random grid shift, and the pixel head with the shift (time per step too); ``--sampling-shift`` re-measures a
-finished variant with the grid moved at every sampling step too. Results:
-``docs/decisions/2026-12-04-embedded-v2.md``.
+linear patch head), the growth with a random grid shift, and the pixel head with the shift (time per step too);
+version 3's detail-band head and its control, version 1 continued alone; ``--sampling-shift`` re-measures a
+finished variant with the grid moved at every sampling step too. Each variant's model is written
+to ``RUNS/NAME/model`` for style probes (``benchmarks.train_speed --model``). Results:
+``docs/decisions/2026-12-04-embedded-v2.md`` and ``docs/decisions/2026-12-07-detail-band-head.md``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 from benchmarks.report import add_out_argument, publish
 from engine.core.assets import BASE_MODEL
 from engine.training.base_eval import evaluate_base
+from engine.core.configuration import to_dict as config_dict
 from engine.training.pretrain import PretrainConfig, pretrain
 
 VARIANTS = {
     "linear": dict(preset="small-v2-linear", grid_shift=False),  # the growth alone, linear patch head
     "linear-shift": dict(preset="small-v2-linear", grid_shift=True),
     "pixel-head-shift": dict(preset="small-v2", grid_shift=True),
+    "v1-continued": dict(preset="small", grid_shift=False),  # the control of the detail-band head: the same run, no head
+    "detail-bands": dict(preset="small-v3", grid_shift=False),  # version 3's detail-band head on version 1
 }
 
 
@@ -35,6 +40,7 @@ def run_variant(name: str, options: dict, steps: int, photos: str, run_root: Pat
     began = time.perf_counter()
     backbone = pretrain(config, log=lambda line: None)
     seconds = time.perf_counter() - began
+    backbone.save_pretrained(folder / "model", extra={"pretrain": config_dict(config)})  # for style probes (train_speed --model)
     backbone.config.grid_shift = sampling_shift
     metrics = evaluate_base(backbone, Path(photos))
     label = f"{name} + sampling shift" if sampling_shift else name

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+
+from engine.core.filters import gaussian_blur
 
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -19,21 +20,6 @@ LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 def luminance(images: torch.Tensor) -> torch.Tensor:
     """ITU-R BT.601 luma ``(B, 1, H, W)``."""
     return (images * LUMA.to(images)).sum(dim=1, keepdim=True)
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflected borders."""
-    radius = max(1, int(3 * sigma + 0.5))
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    padded = F.pad(images, (radius, radius, 0, 0), mode="reflect")
-    images = F.conv2d(padded, horizontal, groups=channels)
-    padded = F.pad(images, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(padded, vertical, groups=channels)
 
 
 def exposure(images: torch.Tensor, stops: float) -> torch.Tensor:

@@ -24,6 +24,10 @@ class EmbeddedConfig:
     min_timestep: float = option(0.05, "Smallest t the velocity is divided by when converting the x_0 prediction.")
     pixel_head_channels: int = option(0, "Channels per pixel the transformer unpatchifies into a convolutional pixel head "
                                            "(version 2); 0 maps each token linearly to its own patch (version 1).")
+    detail_bands: int = option(0, "Frequency bands of the source whose per-pixel gains the transformer predicts (version 3, "
+                                   "engine/models/backbones/embedded/detail_bands.py); 0: none.")
+    detail_gain_scale: float = option(10.0, "Factor on the transformer's band-gain outputs: the gains' zero-initialised rows "
+                                            "then learn this many times faster under Adam, as a learning-rate multiplier would.")
     pixel_head_hidden: int = option(32, "Hidden channels of the pixel head's 3x3 convolutions.")
     grid_shift: bool = option(False, "Move the patch grid by a few pixels at every sampling step (a different offset per "
                                      "step, fixed by the timestep), so patch borders do not stay in one place.")
@@ -43,6 +47,8 @@ class EmbeddedConfig:
         require(self.num_double_blocks + self.num_single_blocks >= 1, "the model needs at least one block")
         require(0.0 < self.min_timestep < 0.5, "min_timestep must lie in (0, 0.5)")
         require(self.pixel_head_channels == 0 or self.pixel_head_channels >= 3, "pixel_head_channels must be 0 or at least 3")
+        require(0 <= self.detail_bands <= 3, "detail_bands must lie in 0..3")
+        require(self.detail_gain_scale > 0, "detail_gain_scale must be above 0")
         require(self.pixel_head_hidden >= 1, "pixel_head_hidden must be at least 1")
         require(self.default_steps >= 1, "default_steps must be at least 1")
         require(self.generation_steps >= 0, "generation_steps must be 0 (default_steps) or more")
@@ -65,10 +71,15 @@ PRESETS: dict[str, EmbeddedConfig] = {
     "tiny-v2": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=2,
                               num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
                               version=2, pixel_head_channels=4, pixel_head_hidden=8, grid_shift=True),
+    "tiny-v3": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
+                              num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
+                              version=3, detail_bands=3),
     # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
     # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
     "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8, grid_shift=True),
+    # Version 3: version 1 with the detail-band head (three bands).
+    "small-v3": EmbeddedConfig(version=3, detail_bands=3),
     # Version 2's ablation: the growth and the grid shift without the pixel head.
     "small-v2-linear": EmbeddedConfig(version=2, num_single_blocks=6),
     # A larger base for a machine with more time: same recipe, more width and depth.

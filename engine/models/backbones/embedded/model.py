@@ -16,6 +16,9 @@ Design (measured choices are in ``assets/base/MODEL_CARD.md``):
   convolutional :class:`~engine.models.backbones.embedded.pixel_head.PixelHead` over them, and may
   move the patch grid by a few pixels per call (``grid_offset``), so no pixel border is always a
   patch border: the two remedies for patch seams.
+* Version 3 (``detail_bands > 0``) also predicts a gain per pixel for each frequency band of the
+  source (:mod:`~engine.models.backbones.embedded.detail_bands`), so blurs, sharpening and
+  edge-preserving smoothing need not squeeze the source's fine detail through the tokens.
 
 Module names are those of diffusers' ``FluxTransformer2DModel``, so LoRA targets are the same
 for this model and FLUX.1 Kontext.
@@ -28,6 +31,7 @@ from diffusers import FluxTransformer2DModel
 from torch import nn
 
 from engine.models.backbones.embedded.config import EmbeddedConfig
+from engine.models.backbones.embedded.detail_bands import apply_detail_gains
 from engine.models.backbones.embedded.instructions import INSTRUCTIONS
 from engine.models.backbones.embedded.pixel_head import PixelHead
 from engine.models.backbones.patches import grid_positions, pack, shift_grid, unpack, unshift_grid
@@ -43,6 +47,8 @@ class EmbeddedEditor(nn.Module):
         self.config = config
         patch_features = IMAGE_CHANNELS * config.patch_size**2
         head_channels = config.pixel_head_channels or IMAGE_CHANNELS
+        # The detail-band gains come last, so growing a model into one with bands keeps its channels.
+        out_channels = head_channels + config.detail_bands
         self.instruction_tokens = nn.Embedding(len(INSTRUCTIONS), config.instruction_tokens * config.instruction_dim)
         self.instruction_pooled = nn.Embedding(len(INSTRUCTIONS), config.instruction_dim)
         nn.init.normal_(self.instruction_tokens.weight, std=0.02)
@@ -50,7 +56,7 @@ class EmbeddedEditor(nn.Module):
         self.transformer = FluxTransformer2DModel(
             patch_size=1,
             in_channels=2 * patch_features,
-            out_channels=head_channels * config.patch_size**2,
+            out_channels=out_channels * config.patch_size**2,
             num_layers=config.num_double_blocks,
             num_single_layers=config.num_single_blocks,
             attention_head_dim=config.head_dim,
@@ -107,7 +113,11 @@ class EmbeddedEditor(nn.Module):
             return_dict=False,
         )[0]
         features = unpack(residual_tokens, patch, height, width)
+        bands = self.config.detail_bands
+        features, gains = (features[:, :-bands], features[:, -bands:]) if bands else (features, None)
         if self.pixel_head is not None:
             features = self.pixel_head(features, noisy_grid, base_grid)
+        if gains is not None:
+            features = apply_detail_gains(features, gains * self.config.detail_gain_scale, base_grid)
         residual = unshift_grid(features.to(noisy.dtype), grid_offset, patch, out_height, out_width)
         return base + residual
