@@ -1,14 +1,17 @@
-"""Finding what is wrong with a library: missing or damaged files, files nothing refers to."""
+"""Finding what is wrong with a library (missing or damaged files, files nothing refers to), and
+checking a folder or a replacement adapter before the library takes it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from engine.core.errors import InputError
 from engine.library.database import LibraryDatabase
 from engine.library.reading import adapter_record, style_records
-from engine.library.records import StyleRecord
-from engine.library.storage import STAGING, sha256_of, unlisted_entries
+from engine.library.names import name_key
+from engine.library.records import AdapterSource, StyleRecord
+from engine.library.storage import DATABASE_FILE, STAGING, sha256_of, unlisted_entries
 
 
 def find_problems(root: Path, database: LibraryDatabase, deep: bool = False) -> list[str]:
@@ -71,3 +74,30 @@ def _file_problems(path: Path, sha256: str, size: int | None, owner: str, deep: 
     if deep and sha256_of(path)[0] != sha256:
         return [f"{path} of {owner} is damaged (its sha256 differs from the library's); re-import the style"]
     return []
+
+
+def check_replacement(old: Mapping[str, Any], adapter: AdapterSource, sharing: list[str], expert_keys: Mapping[str, str | None]) -> None:
+    """A replacement adapter must be for the same backbone, and key changes name its styles."""
+    if adapter.backbone != old["backbone"]:
+        raise InputError(f"adapter {adapter.path} is for backbone {adapter.backbone!r} but adapter {old['id']} it replaces is for "
+                         f"{old['backbone']!r}; give an adapter trained on {old['backbone']!r}")
+    if not isinstance(expert_keys, Mapping):
+        raise InputError(f"updated expert keys must be a dict of style name to key, not {type(expert_keys).__name__}")
+    sharing_keys = {name_key(name) for name in sharing}
+    for style_name, key in expert_keys.items():
+        if not isinstance(style_name, str) or name_key(style_name) not in sharing_keys:
+            raise InputError(f"style {style_name!r} does not use adapter {old['id']}; only its styles' expert keys can be updated")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise InputError(f"expert key {key!r} of style {style_name!r} must be a non-empty string or None")
+
+
+def check_library_folder(root: Path) -> None:
+    """A library folder is new, empty, or holds the library database."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"the style library {root} is a file; give a folder")
+    if root.is_dir() and not (root / DATABASE_FILE).exists():
+        # Hidden files (.gitkeep, .DS_Store) do not make a folder someone else's.
+        others = sorted(entry.name for entry in root.iterdir() if not entry.name.startswith("."))
+        if others:
+            raise InputError(f"{root} holds {', '.join(others[:3])} but no {DATABASE_FILE}, so it is not a style library; "
+                             f"give an empty or new folder, or restore {DATABASE_FILE}")

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from engine.core.errors import InputError
 from engine.library import presets, runs
-from engine.library.checks import find_problems, verify_style
+from engine.library.checks import check_library_folder, check_replacement, find_problems, verify_style
 from engine.library.database import LibraryDatabase
 from engine.library.location import resolve_library
 from engine.library.locking import LibraryLock
@@ -89,7 +89,7 @@ class StyleLibrary:
             InputError: when the folder is a file, or holds other things but no library.
         """
         root = resolve_library(folder).absolute()
-        _check_library_folder(root)
+        check_library_folder(root)
         (root / FILES).mkdir(parents=True, exist_ok=True)
         database = LibraryDatabase(root / DATABASE_FILE)
         try:
@@ -209,7 +209,7 @@ class StyleLibrary:
             with self._database.read() as db:
                 old = self._adapter_row(db, old_adapter_id)
                 sharing = [row["name"] for row in db.query("SELECT name FROM styles WHERE adapter_id = ?", [old_adapter_id])]
-                _check_replacement(old, adapter, sharing, updated_expert_keys or {})
+                check_replacement(old, adapter, sharing, updated_expert_keys or {})
                 if not sharing and not styles:
                     raise InputError(f"no style uses adapter {old_adapter_id} and no new style is given; publish_styles adds new styles")
                 self._refuse_taken(db, [style.name for style in styles])
@@ -249,7 +249,7 @@ class StyleLibrary:
             if not sharing and adapter_after_removal is not None:
                 raise InputError(f"no other style uses the adapter of style {row['name']!r}, so it is deleted with it; pass no adapter_after_removal")
             if adapter_after_removal is not None:
-                _check_replacement(old, adapter_after_removal, sharing, updated_expert_keys or {})
+                check_replacement(old, adapter_after_removal, sharing, updated_expert_keys or {})
             with Staging(self.root) as staging:
                 adapter_row = stage_adapter(staging, adapter_after_removal, f"{adapter_after_removal.kind} {sharing[0]}") if sharing else None
                 with self._undo_on_error():
@@ -397,29 +397,3 @@ class StyleLibrary:
         with self._database.read() as db:
             found = {record.name: record for record in style_records(db, self.root, f"name_key IN ({','.join('?' * len(keys))})", keys)}
         return [found[name] for name in names]
-
-
-def _check_replacement(old: Mapping[str, Any], adapter: AdapterSource, sharing: list[str], expert_keys: Mapping[str, str | None]) -> None:
-    """A replacement adapter must be for the same backbone, and key changes name its styles."""
-    if adapter.backbone != old["backbone"]:
-        raise InputError(f"adapter {adapter.path} is for backbone {adapter.backbone!r} but adapter {old['id']} it replaces is for "
-                         f"{old['backbone']!r}; give an adapter trained on {old['backbone']!r}")
-    if not isinstance(expert_keys, Mapping):
-        raise InputError(f"updated expert keys must be a dict of style name to key, not {type(expert_keys).__name__}")
-    sharing_keys = {name_key(name) for name in sharing}
-    for style_name, key in expert_keys.items():
-        if not isinstance(style_name, str) or name_key(style_name) not in sharing_keys:
-            raise InputError(f"style {style_name!r} does not use adapter {old['id']}; only its styles' expert keys can be updated")
-        if key is not None and (not isinstance(key, str) or not key):
-            raise InputError(f"expert key {key!r} of style {style_name!r} must be a non-empty string or None")
-
-
-def _check_library_folder(root: Path) -> None:
-    if root.exists() and not root.is_dir():
-        raise InputError(f"the style library {root} is a file; give a folder")
-    if root.is_dir() and not (root / DATABASE_FILE).exists():
-        # Hidden files (.gitkeep, .DS_Store) do not make a folder someone else's.
-        others = sorted(entry.name for entry in root.iterdir() if not entry.name.startswith("."))
-        if others:
-            raise InputError(f"{root} holds {', '.join(others[:3])} but no {DATABASE_FILE}, so it is not a style library; "
-                             f"give an empty or new folder, or restore {DATABASE_FILE}")
