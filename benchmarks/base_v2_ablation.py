@@ -29,13 +29,14 @@ VARIANTS = {
     "linear-shift": dict(preset="small-v2-linear", grid_shift=True),
     "pixel-head-shift": dict(preset="small-v2", grid_shift=True),
     "v1-continued": dict(preset="small", grid_shift=False),  # the control of the detail-band head: the same run, no head
-    "detail-bands": dict(preset="small-v3", grid_shift=False),  # version 3's detail-band head on version 1
+    "detail-bands": dict(preset="small-v3", grid_shift=False),  # version 3: the detail-band head and denoise on version 1
+    "denoise": dict(preset="small-v3-no-bands", grid_shift=False),  # version 3 without the head
 }
 
 
 def run_variant(name: str, options: dict, steps: int, photos: str, run_root: Path, sampling_shift: bool = False) -> dict:
     folder = run_root / name
-    config = PretrainConfig(steps=steps, learning_rate=2e-4, warmup_steps=max(1, steps // 10), checkpoint_every=steps,
+    config = PretrainConfig(steps=steps, learning_rate=2e-4, warmup_steps=max(1, steps // 10), checkpoint_every=min(steps, 250),
                             init_from=str(BASE_MODEL), photos=photos, run_folder=str(folder), **options)
     began = time.perf_counter()
     backbone = pretrain(config, log=lambda line: None)

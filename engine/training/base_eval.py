@@ -3,7 +3,8 @@
 * Identity fidelity: held-out photos, each resized to the model's working size for its aspect
   ratio, edited with the empty (identity) instruction at the default steps; PSNR against the
   resized photo, in fp32 and bf16.
-* Generic edits: PSNR of each instruction's result against the exact edit, on held-out photos.
+* Generic edits: PSNR of each instruction's result against the exact edit, on held-out photos;
+  restoration edits (version 3): PSNR of the restored photo against the clean one.
 * Generation: colour statistics of generated images against held-out photos, as a Fréchet
   distance (:func:`engine.metrics.image_quality.frechet_distance`), beside two references: training
   photos (what a perfect generator scores) and flat mid-grey-noise images (a failing one).
@@ -21,10 +22,11 @@ import torch
 from engine.metrics.blockiness import blockiness
 from engine.metrics.image_quality import colour_features, frechet_distance, psnr
 from engine.models.backbones.embedded.backbone import EmbeddedBackbone
-from engine.models.backbones.embedded.instructions import GENERIC_EDITS
+from engine.models.backbones.embedded.instructions import GENERIC_EDITS, RESTORATION_EDITS
 from engine.models.sampling.sampler import SamplerSettings, sample
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.training.photo_pool import CropSampler, buckets, fit_photo, load_photos, split
+from engine.training.restoration_edits import EVALUATION_SIGMA, RESTORATION_DEGRADATIONS
 
 GENERATION_SEEDS = 24
 
@@ -74,6 +76,15 @@ def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
             unedited_scores.append(psnr(photo, truth).item())
         edits[instruction] = {"model_psnr": round(sum(model_scores) / len(model_scores), 2),
                               "unedited_psnr": round(sum(unedited_scores) / len(unedited_scores), 2)}
+    if backbone.config.restoration_edits:
+        for instruction in RESTORATION_EDITS:
+            model_scores, unedited_scores = [], []
+            for index, photo in enumerate(held.values()):
+                degraded = RESTORATION_DEGRADATIONS[instruction](photo, torch.Generator().manual_seed(index), EVALUATION_SIGMA)
+                model_scores.append(psnr(run_edit(backbone, degraded, instruction), photo).item())
+                unedited_scores.append(psnr(degraded, photo).item())
+            edits[instruction] = {"model_psnr": round(sum(model_scores) / len(model_scores), 2),
+                                  "unedited_psnr": round(sum(unedited_scores) / len(unedited_scores), 2)}
     metrics["generic_edits"] = edits
     metrics["blockiness"]["generic_edits"] = mean_blockiness(edited, backbone)
 

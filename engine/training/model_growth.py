@@ -6,8 +6,9 @@ from version 1's weights: every tensor whose name and shape match is copied; the
 ``proj_out`` rows for the first three pixel channels are version 1's (the pixel head passes those
 channels through, see :mod:`engine.models.backbones.embedded.pixel_head`); each added block has
 its adaLN modulation zeroed, so its gate is 0 and the block is an identity (DiT's adaLN-zero,
-the growth operators of Net2Net, Chen et al. 2016). The grown model's output equals the smaller
-model's exactly, and training continues from there.
+the growth operators of Net2Net, Chen et al. 2016); added instructions (version 3's restoration
+edits) get new embedding rows after the known ones. The grown model's output for the known
+instructions equals the smaller model's exactly, and training continues from there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from engine.core.errors import InputError
 from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 
 PROJ_OUT = "transformer.proj_out"
+INSTRUCTION_EMBEDDINGS = ("instruction_tokens.", "instruction_pooled.")
 
 
 def grow_into(small: EmbeddedBackbone, large: EmbeddedBackbone) -> list[str]:
@@ -34,6 +36,10 @@ def grow_into(small: EmbeddedBackbone, large: EmbeddedBackbone) -> list[str]:
                 rows = small_state[name].shape[0]
                 value.zero_()
                 value[:rows].copy_(small_state[name])
+            elif name.startswith(INSTRUCTION_EMBEDDINGS):
+                # Added instructions (restoration edits) come last; the known ones keep their rows.
+                value[: small_state[name].shape[0]].copy_(small_state[name])
+                new.append(name)
             else:
                 new.append(name)
         for name in new:
@@ -53,5 +59,7 @@ def check_growable(small: EmbeddedBackbone, large: EmbeddedBackbone) -> None:
     differing = [name for name in fixed if getattr(small.config, name) != getattr(large.config, name)]
     if differing:
         raise InputError(f"cannot grow the model: {', '.join(differing)} differ; growth adds blocks and the pixel head only")
+    if small.config.restoration_edits and not large.config.restoration_edits:
+        raise InputError("cannot grow the model into one that does not know the restoration instructions")
     if large.config.num_double_blocks < small.config.num_double_blocks or large.config.num_single_blocks < small.config.num_single_blocks:
         raise InputError("cannot grow the model into one with fewer blocks")

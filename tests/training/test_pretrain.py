@@ -74,12 +74,13 @@ def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
         torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=1e-5)
 
 
-def test_version_two_recipe_resumes_exactly_from_a_grown_start(tmp_path, monkeypatch):
+@pytest.mark.parametrize("preset, new_tensor", [("tiny-v2", "pixel_head.out.weight"), ("tiny-v3", "instruction_tokens.weight")])
+def test_grown_recipes_resume_exactly(tmp_path, monkeypatch, preset, new_tensor):
     photos = random_photos(tmp_path / "photos")
     small = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "1", "--skip-eval", "--steps", "2", "--photos", str(photos)]
     main([*small, "--run-folder", str(tmp_path / "small-run"), "--output", str(tmp_path / "small")])
-    common = ["--preset", "tiny-v2", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "2",
-              "--steps", "4", "--photos", str(photos), "--init-from", str(tmp_path / "small"), "--grid-shift", "true"]
+    common = ["--preset", preset, "--batch-size", "4", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "2",
+              "--steps", "4", "--photos", str(photos), "--init-from", str(tmp_path / "small"), "--grid-shift", str(preset == "tiny-v2").lower()]
     main([*common, "--run-folder", str(tmp_path / "straight"), "--output", str(tmp_path / "straight-model")])
 
     real_save = pretrain_module.save_checkpoint
@@ -98,7 +99,9 @@ def test_version_two_recipe_resumes_exactly_from_a_grown_start(tmp_path, monkeyp
     straight = load_file(tmp_path / "straight-model" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed-model" / "model.safetensors")
     start = load_file(tmp_path / "small" / "model.safetensors")
-    assert "pixel_head.out.weight" in straight and straight["pixel_head.out.weight"].abs().sum() > 0
+    assert new_tensor in straight and straight[new_tensor].abs().sum() > 0
+    if preset == "tiny-v3":  # the denoise instruction got its own embedding row
+        assert straight[new_tensor].shape[0] == start[new_tensor].shape[0] + 1
     assert not torch.equal(straight["transformer.x_embedder.weight"], start["transformer.x_embedder.weight"])
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=1e-5)
@@ -117,6 +120,16 @@ def test_holdout_list_keeps_its_photos_out_of_the_pool(tmp_path, monkeypatch):
     assert "kite" not in photos and "other" in photos
 
 
+def test_version_three_card_reports_denoise(tmp_path):
+    photos = random_photos(tmp_path / "photos")
+    output = tmp_path / "model"
+    main(["--preset", "tiny-v3", "--batch-size", "2", "--warmup-steps", "1", "--steps", "2", "--photos", str(photos),
+          "--run-folder", str(tmp_path / "run"), "--output", str(output)])
+    denoise = json.loads((output / "metrics.json").read_text())["generic_edits"]["denoise"]
+    assert denoise["unedited_psnr"] < 30 and denoise["model_psnr"] > 0
+    assert "denoise" in (output / "MODEL_CARD.md").read_text()
+
+
 def test_evaluate_only_measures_the_saved_model_again_without_training_it(tmp_path):
     photos = random_photos(tmp_path / "photos")
     output = tmp_path / "model"
@@ -133,3 +146,16 @@ def test_evaluate_only_measures_the_saved_model_again_without_training_it(tmp_pa
     assert "6 steps, shift 3" in (output / "MODEL_CARD.md").read_text()
     assert (output / "model.safetensors").read_bytes() == weights
     assert (tmp_path / "run" / "log.jsonl").read_text() == log
+
+
+def test_denoise_pairs_a_noisy_source_with_the_clean_photo():
+    from engine.training.restoration_edits import add_noise
+
+    photos = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    noisy = add_noise(photos, torch.Generator().manual_seed(0))
+    assert torch.equal(noisy, add_noise(photos, torch.Generator().manual_seed(0)))
+    assert 0 <= noisy.min() and noisy.max() <= 1
+    error = (noisy - photos).std(dim=(1, 2, 3))
+    assert (0.01 < error).all() and (error < 0.11).all() and len(set(error.tolist())) == 3  # a level per photo
+    fixed = add_noise(photos, torch.Generator().manual_seed(0), sigma=0.05)
+    assert abs(float((fixed - photos).std()) - 0.05) < 0.01

@@ -3,9 +3,12 @@
 import pytest
 import torch
 
+from engine.core.errors import InputError
+
 from engine.core.filters import gaussian_blur
 from engine.models.backbones.embedded.backbone import EmbeddedBackbone
 from engine.models.backbones.embedded.detail_bands import BAND_SIGMAS, apply_detail_gains, detail_bands
+from engine.models.backbones.embedded.instructions import INSTRUCTIONS
 from engine.training.model_growth import grow_into
 from tests.models.backbones.test_embedded_v2 import inputs, randomised
 
@@ -40,7 +43,7 @@ def test_grown_model_computes_exactly_what_version_one_did_until_the_gains_move(
     small = randomised(EmbeddedBackbone.from_config("tiny", seed=1), seed=1)
     large = EmbeddedBackbone.from_config("tiny-v3", seed=2)
     before = large.model(*inputs())
-    assert grow_into(small, large) == []
+    assert sorted(grow_into(small, large)) == ["instruction_pooled.weight", "instruction_tokens.weight"]  # the denoise rows
     grown = large.model(*inputs())
     torch.testing.assert_close(grown, small.model(*inputs()), atol=1e-6, rtol=1e-6)
     assert not torch.allclose(grown, before)
@@ -65,3 +68,17 @@ def test_gain_scale_multiplies_what_the_transformer_predicts():
     source = source * 2 - 1
     expected = source + apply_detail_gains(colour, gains * model.config.detail_gain_scale, source)
     torch.testing.assert_close(model(noisy, time, source, ids), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_version_three_knows_denoise_after_the_version_one_instructions():
+    backbone = EmbeddedBackbone.from_config("tiny-v3")
+    assert backbone.model.vocabulary == (*INSTRUCTIONS, "denoise")
+    assert "denoise" in backbone.prompt_choices()
+    assert backbone.encode_prompt(["Denoise"]).tensors["instruction_ids"].tolist() == [len(INSTRUCTIONS)]
+    with pytest.raises(InputError, match="denoise"):
+        EmbeddedBackbone.from_config("tiny").encode_prompt(["denoise"])
+
+
+def test_a_model_cannot_be_grown_into_one_that_forgets_denoise():
+    with pytest.raises(InputError, match="restoration"):
+        grow_into(EmbeddedBackbone.from_config("tiny-v3"), EmbeddedBackbone.from_config("tiny"))

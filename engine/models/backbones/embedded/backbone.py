@@ -15,7 +15,7 @@ from engine.core.errors import InputError
 from engine.core.files import atomic_path, write_text_atomic
 from engine.models.backbones.base import ADAPTABLE_LAYERS, Backbone, Condition, linear_layer_names
 from engine.models.backbones.embedded.config import PRESETS, EmbeddedConfig
-from engine.models.backbones.embedded.instructions import DEFAULT_ID, GENERATE, IDENTITY, INSTRUCTIONS, instruction_id
+from engine.models.backbones.embedded.instructions import DEFAULT_ID, GENERATE, IDENTITY, instruction_id
 from engine.models.backbones.embedded.model import EmbeddedEditor
 
 ASSETS = BASE_MODEL
@@ -78,7 +78,7 @@ class EmbeddedBackbone(Backbone):
         return latents
 
     def encode_prompt(self, prompts: list[str]) -> Condition:
-        ids = torch.tensor([instruction_id(prompt) for prompt in prompts], dtype=torch.long)
+        ids = torch.tensor([instruction_id(prompt, self.model.vocabulary) for prompt in prompts], dtype=torch.long)
         return Condition(list(prompts), {"instruction_ids": ids})
 
     def predict_velocity(
@@ -90,7 +90,7 @@ class EmbeddedBackbone(Backbone):
         **transformer_kwargs: Any,
     ) -> torch.Tensor:
         ids = condition.tensors["instruction_ids"].to(noisy.device)
-        default = INSTRUCTIONS.index(IDENTITY if source is not None else GENERATE)
+        default = self.model.vocabulary.index(IDENTITY if source is not None else GENERATE)
         ids = torch.where(ids == DEFAULT_ID, torch.full_like(ids, default), ids)
         offset = transformer_kwargs.get("grid_offset") or self.sampling_grid_offset(timestep)
         clean = self.model(noisy, timestep, source, ids, joint_attention_kwargs=transformer_kwargs.get("joint_attention_kwargs"),
@@ -111,7 +111,7 @@ class EmbeddedBackbone(Backbone):
 
     def prompt_choices(self) -> list[str]:
         """The edit instructions (generation has no photo, so it is not an edit choice)."""
-        return [instruction for instruction in INSTRUCTIONS if instruction != GENERATE]
+        return [instruction for instruction in self.model.vocabulary if instruction != GENERATE]
 
     def adapter_targets(self) -> list[str]:
         return linear_layer_names(self.transformer, ADAPTABLE_LAYERS)

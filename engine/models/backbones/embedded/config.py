@@ -28,6 +28,8 @@ class EmbeddedConfig:
                                    "engine/models/backbones/embedded/detail_bands.py); 0: none.")
     detail_gain_scale: float = option(10.0, "Factor on the transformer's band-gain outputs: the gains' zero-initialised rows "
                                             "then learn this many times faster under Adam, as a learning-rate multiplier would.")
+    restoration_edits: bool = option(False, "Know the restoration instructions (version 3: 'denoise'), trained on degraded "
+                                             "photos; a model grown into one with them keeps its other instructions.")
     pixel_head_hidden: int = option(32, "Hidden channels of the pixel head's 3x3 convolutions.")
     grid_shift: bool = option(False, "Move the patch grid by a few pixels at every sampling step (a different offset per "
                                      "step, fixed by the timestep), so patch borders do not stay in one place.")
@@ -73,13 +75,15 @@ PRESETS: dict[str, EmbeddedConfig] = {
                               version=2, pixel_head_channels=4, pixel_head_hidden=8, grid_shift=True),
     "tiny-v3": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
                               num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
-                              version=3, detail_bands=3),
+                              version=3, detail_bands=3, restoration_edits=True),
     # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
     # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
     "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8, grid_shift=True),
-    # Version 3: version 1 with the detail-band head (three bands).
-    "small-v3": EmbeddedConfig(version=3, detail_bands=3),
+    # Version 3: version 1 with the detail-band head (three bands) and the denoise instruction.
+    "small-v3": EmbeddedConfig(version=3, detail_bands=3, restoration_edits=True),
+    # Version 3's ablation: the denoise instruction without the detail-band head.
+    "small-v3-no-bands": EmbeddedConfig(version=3, restoration_edits=True),
     # Version 2's ablation: the growth and the grid shift without the pixel head.
     "small-v2-linear": EmbeddedConfig(version=2, num_single_blocks=6),
     # A larger base for a machine with more time: same recipe, more width and depth.

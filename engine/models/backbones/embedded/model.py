@@ -32,7 +32,7 @@ from torch import nn
 
 from engine.models.backbones.embedded.config import EmbeddedConfig
 from engine.models.backbones.embedded.detail_bands import apply_detail_gains
-from engine.models.backbones.embedded.instructions import INSTRUCTIONS
+from engine.models.backbones.embedded.instructions import vocabulary
 from engine.models.backbones.embedded.pixel_head import PixelHead
 from engine.models.backbones.patches import grid_positions, pack, shift_grid, unpack, unshift_grid
 
@@ -49,8 +49,9 @@ class EmbeddedEditor(nn.Module):
         head_channels = config.pixel_head_channels or IMAGE_CHANNELS
         # The detail-band gains come last, so growing a model into one with bands keeps its channels.
         out_channels = head_channels + config.detail_bands
-        self.instruction_tokens = nn.Embedding(len(INSTRUCTIONS), config.instruction_tokens * config.instruction_dim)
-        self.instruction_pooled = nn.Embedding(len(INSTRUCTIONS), config.instruction_dim)
+        self.vocabulary = vocabulary(config.restoration_edits)
+        self.instruction_tokens = nn.Embedding(len(self.vocabulary), config.instruction_tokens * config.instruction_dim)
+        self.instruction_pooled = nn.Embedding(len(self.vocabulary), config.instruction_dim)
         nn.init.normal_(self.instruction_tokens.weight, std=0.02)
         nn.init.normal_(self.instruction_pooled.weight, std=0.02)
         self.transformer = FluxTransformer2DModel(
@@ -85,7 +86,7 @@ class EmbeddedEditor(nn.Module):
             noisy: ``(B, 3, H, W)``; H and W multiples of ``patch_size``.
             timestep: ``(B,)`` in ``[0, 1]``.
             source: ``(B, 3, H, W)`` or ``None`` (generation; the source channels are zeros).
-            instruction_ids: ``(B,)`` indices into :data:`INSTRUCTIONS`.
+            instruction_ids: ``(B,)`` indices into ``self.vocabulary``.
             grid_offset: pixels ``(rows, cols)`` in ``[0, patch_size)`` to move the patch grid by.
 
         Returns:
