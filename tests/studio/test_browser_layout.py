@@ -155,7 +155,8 @@ def test_the_delete_question_and_its_buttons_appear_together_where_delete_was_cl
     for selector in ("#library-delete-question", "#library-delete-confirm", "#library-delete-cancel"):
         assert in_view(page, selector), selector
     page.locator("#library-delete-cancel").click()
-    expect(page.locator("#library-delete-row")).to_be_hidden(timeout=10_000)
+    # Under load gradio may keep a second, hidden copy of the group for a moment; what matters is that none shows.
+    expect(page.locator("#library-delete-row:visible")).to_have_count(0, timeout=10_000)
 
 
 def test_the_page_does_not_scroll_itself_during_and_after_an_edit(page, tmp_path: Path) -> None:
