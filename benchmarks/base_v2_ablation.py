@@ -20,8 +20,8 @@ from pathlib import Path
 
 from benchmarks.report import add_out_argument, publish
 from engine.core.assets import BASE_MODEL
-from engine.training.base_eval import evaluate_base
 from engine.core.configuration import to_dict as config_dict
+from engine.training.base_eval import evaluate_base
 from engine.training.pretrain import PretrainConfig, pretrain
 
 VARIANTS = {

@@ -74,8 +74,7 @@ def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
             edited.append(run_edit(backbone, photo, instruction))
             model_scores.append(psnr(edited[-1], truth).item())
             unedited_scores.append(psnr(photo, truth).item())
-        edits[instruction] = {"model_psnr": round(sum(model_scores) / len(model_scores), 2),
-                              "unedited_psnr": round(sum(unedited_scores) / len(unedited_scores), 2)}
+        edits[instruction] = edit_scores(model_scores, unedited_scores)
     if backbone.config.restoration_edits:
         for instruction in RESTORATION_EDITS:
             model_scores, unedited_scores = [], []
@@ -83,8 +82,7 @@ def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
                 degraded = RESTORATION_DEGRADATIONS[instruction](photo, torch.Generator().manual_seed(index), EVALUATION_SIGMA)
                 model_scores.append(psnr(run_edit(backbone, degraded, instruction), photo).item())
                 unedited_scores.append(psnr(degraded, photo).item())
-            edits[instruction] = {"model_psnr": round(sum(model_scores) / len(model_scores), 2),
-                                  "unedited_psnr": round(sum(unedited_scores) / len(unedited_scores), 2)}
+            edits[instruction] = edit_scores(model_scores, unedited_scores)
     metrics["generic_edits"] = edits
     metrics["blockiness"]["generic_edits"] = mean_blockiness(edited, backbone)
 
@@ -94,6 +92,12 @@ def evaluate_base(backbone: EmbeddedBackbone, photo_folder: Path) -> dict:
     metrics["blockiness"]["held_out_crops"] = mean_blockiness(list(held_crops[:, None]), backbone)
     metrics["buckets"] = buckets(backbone.native_resolution, backbone.resolution_multiple)
     return metrics
+
+
+def edit_scores(model_scores: list[float], unedited_scores: list[float]) -> dict:
+    """The card's row of an edit: mean PSNR of the model's results and of the unedited photos."""
+    return {"model_psnr": round(sum(model_scores) / len(model_scores), 2),
+            "unedited_psnr": round(sum(unedited_scores) / len(unedited_scores), 2)}
 
 
 def generate_samples(backbone: EmbeddedBackbone, seeds: int, steps: int = 0) -> list[torch.Tensor]:

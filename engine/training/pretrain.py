@@ -34,12 +34,12 @@ from engine.core.files import write_text_atomic
 from engine.models.backbones.base import Condition
 from engine.models.backbones.embedded.backbone import ASSETS, EmbeddedBackbone
 from engine.models.backbones.embedded.config import PRESETS
-from engine.models.backbones.embedded.instructions import GENERATE, GENERIC_EDITS, IDENTITY, RESTORATION_EDITS, vocabulary
+from engine.models.backbones.embedded.instructions import GENERATE, IDENTITY, vocabulary
 from engine.training.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.training.model_growth import grow_into
-from engine.training.restoration_edits import RESTORATION_DEGRADATIONS
 from engine.training.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
+from engine.training.restoration_edits import RESTORATION_DEGRADATIONS
 from engine.training.schedules import sample_timesteps, warmup_cosine
 
 
@@ -81,9 +81,8 @@ class PretrainConfig:
 def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, int], generator: torch.Generator):
     """One batch: target and source images in ``[-1, 1]`` (source ``None`` rows are zeros with a
     generate instruction) and instruction ids ``(B,)``."""
-    restoration = PRESETS[config.preset].restoration_edits
-    known = vocabulary(restoration)
-    edits = (*GENERIC_EDITS, *RESTORATION_EDITS) if restoration else GENERIC_EDITS
+    known = vocabulary(PRESETS[config.preset].restoration_edits)
+    edits = tuple(name for name in known if name not in (IDENTITY, GENERATE))
     photos = sampler.batch(size, config.batch_size, generator)
     draws = torch.rand(config.batch_size, generator=generator)
     edit_choice = torch.randint(len(edits), (config.batch_size,), generator=generator)
@@ -93,11 +92,9 @@ def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, in
             target, source, name = photo, photo, IDENTITY
         elif draw < config.identity_fraction + config.generate_fraction:
             target, source, name = photo, None, GENERATE
-        elif edits[int(edit)] in RESTORATION_DEGRADATIONS:
-            name = edits[int(edit)]
+        elif (name := edits[int(edit)]) in RESTORATION_DEGRADATIONS:
             target, source = photo, RESTORATION_DEGRADATIONS[name](photo[None], generator)[0]
         else:
-            name = edits[int(edit)]
             target, source = GENERIC_EDIT_FUNCTIONS[name](photo[None])[0], photo
         targets.append(target * 2 - 1)
         sources.append(torch.zeros_like(photo) if source is None else source * 2 - 1)
