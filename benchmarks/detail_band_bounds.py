@@ -9,6 +9,10 @@ model's working size (no model is run):
   training photos and scored on the test photos: can the head express the edit at all?
 * ``style_constant``: one gain per band and a colour offset for a whole benchmark style, fitted on
   its 8 training pairs, scored on its test pairs: how far a style-wide blur or sharpen goes.
+* ``style_guided``: the same for version 4's guided gains
+  (:func:`~engine.models.backbones.embedded.detail_bands.apply_guided_detail_gains`): one value per
+  band for each of its four terms (whole band, dark side, each also times the band's energy guide)
+  and a colour offset, for a whole style: what a style-wide setting of the guided head reaches.
 * ``patch_oracle``: for every 8x8 patch of every test pair, the best per-channel colour shift, and
   the best shift and three band gains fitted together, against the target itself: what tokens that chose their
   patch's gains perfectly would score (an upper bound, not a result).
@@ -25,7 +29,7 @@ import torch
 from benchmarks.dataset import area_fit, benchmark_pairs, benchmark_photos
 from benchmarks.report import add_out_argument, publish
 from engine.core.imaging import resize_to
-from engine.models.backbones.embedded.detail_bands import BAND_SIGMAS, detail_bands
+from engine.models.backbones.embedded.detail_bands import BAND_SIGMAS, GUIDED_TERMS, apply_guided_detail_gains, detail_bands
 from engine.models.backbones.patches import pack, unpack
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
 
@@ -59,6 +63,35 @@ def apply_constant_gains(before: torch.Tensor, gains: torch.Tensor) -> torch.Ten
     return result + gains[count] if len(gains) > count else result
 
 
+def guided_terms(before: torch.Tensor) -> torch.Tensor:
+    """Each guided term of ``before`` ``(1, 3, H, W)`` with a coefficient of 1, as ``(4K, 3, H, W)``
+    (the formula is linear in its coefficients, so a style-wide fit is a least-squares problem)."""
+    count, terms = len(BAND_SIGMAS), []
+    for index in range(GUIDED_TERMS * count):
+        coefficients = torch.zeros(1, GUIDED_TERMS * count, *before.shape[-2:])
+        coefficients[:, index] = 1.0
+        terms.append(apply_guided_detail_gains(torch.zeros_like(before), coefficients, before)[0])
+    return torch.stack(terms)
+
+
+def fit_style_guided(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Least-squares style-wide coefficients ``(4K + 3,)``: the guided terms', then a colour offset per channel."""
+    columns, targets = [], []
+    for before, after in pairs:
+        terms = guided_terms(before).reshape(GUIDED_TERMS * len(BAND_SIGMAS), -1)
+        offsets = torch.eye(3).repeat_interleave(before[0, 0].numel(), dim=1)
+        columns.append(torch.cat([terms, offsets]))
+        targets.append((after - before).reshape(-1))
+    design, target = torch.cat(columns, dim=1).T.double(), torch.cat(targets)[:, None].double()
+    return torch.linalg.lstsq(design, target, driver="gelsd").solution.flatten().float()
+
+
+def apply_style_guided(before: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    count = GUIDED_TERMS * len(BAND_SIGMAS)
+    terms = (guided_terms(before) * coefficients[:count].view(count, 1, 1, 1)).sum(0, keepdim=True)
+    return before + terms + coefficients[count:].view(1, 3, 1, 1)
+
+
 def patch_oracle(before: torch.Tensor, after: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``before`` with the best colour shift per patch and channel, and with the best shift and band
     gains per patch fitted jointly, both ``(1, 3, H, W)``."""
@@ -87,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--styles", default="cartoon,oil paint", help="Comma-separated benchmark styles.")
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
-    report: dict = {"constant": {}, "style_constant": {}, "patch_oracle": {}}
+    report: dict = {"constant": {}, "style_constant": {}, "style_guided": {}, "patch_oracle": {}}
     train, test = working_photos("train"), working_photos("test")
     for edit in ("blur", "sharpen"):
         gains = fit_constant_gains([(photo, GENERIC_EDIT_FUNCTIONS[edit](photo)) for photo in train], offset=False)
@@ -103,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
             "gains_and_offset": [round(float(g), 3) for g in gains],
             "unedited_psnr": round(float(np.mean([psnr(b, a) for b, a in style_test])), 2),
             "fitted_psnr": round(float(np.mean([psnr(apply_constant_gains(b, gains), a) for b, a in style_test])), 2)}
+        guided = fit_style_guided(style_train)
+        report["style_guided"][style] = {
+            "coefficients_and_offset": [round(float(c), 3) for c in guided],
+            "fitted_psnr": round(float(np.mean([psnr(apply_style_guided(b, guided), a) for b, a in style_test])), 2)}
         oracle = [(psnr(b, a), *(psnr(result, a) for result in patch_oracle(b, a))) for b, a in style_test]
         unedited, shifted, with_gains = np.mean(oracle, axis=0)
         report["patch_oracle"][style] = {"unedited_psnr": round(float(unedited), 2), "colour_shift_psnr": round(float(shifted), 2),

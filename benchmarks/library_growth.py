@@ -48,8 +48,8 @@ def score_library(backbone, library: StyleLibrary, names: list[str], test_pairs:
     return scores
 
 
-def grow(library_folder: Path, styles: list[str], steps: int | None, test_pairs: int, work: Path) -> dict:
-    backbone = load_backbone("embedded")
+def grow(library_folder: Path, styles: list[str], steps: int | None, test_pairs: int, work: Path, model: str = "embedded") -> dict:
+    backbone = load_backbone(model)
     config = StyleTrainingConfig() if steps is None else StyleTrainingConfig(steps=steps)
     history, seconds = [], {}
     with StyleLibrary.open(library_folder) as library:
@@ -78,16 +78,17 @@ def largest_change(history: list[dict]) -> float:
     return round(change, 4)
 
 
-def delete_one(library_folder: Path, victim: str, test_pairs: int, work: Path, before: dict) -> dict:
+def delete_one(library_folder: Path, victim: str, test_pairs: int, work: Path, before: dict, model: str = "embedded") -> dict:
     """Delete ``victim`` from a copy of the library and rescore the others."""
     from engine.services.style_ops import delete_style
 
     copy = work / "after-delete"
     shutil.copytree(library_folder, copy)
     with StyleLibrary.open(copy) as library:
-        delete_style(library, victim, load_backbone("embedded"))
+        backbone = load_backbone(model)
+        delete_style(library, victim, backbone)
         remaining = [record.name for record in library.list_styles()]
-        scores = score_library(load_backbone("embedded"), library, remaining, test_pairs)
+        scores = score_library(backbone, library, remaining, test_pairs)
     changes = {name: round(scores[name]["psnr"] - before[name]["psnr"], 4) for name in remaining}
     return {"deleted": victim, "psnr_change_db": changes}
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--styles", default=",".join(STYLES), help="Comma-separated benchmark styles, in the order added.")
     parser.add_argument("--steps", type=int, default=None, help="Training steps per style (default: train's default).")
     parser.add_argument("--test-pairs", type=int, default=20, help="Held-out pairs scored per style.")
+    parser.add_argument("--model", default="embedded", help="The backbone (default: the shipped embedded model).")
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
     if arguments.library.exists() and any(arguments.library.iterdir()):
@@ -105,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     styles = [name.strip() for name in arguments.styles.split(",") if name.strip()]
     with tempfile.TemporaryDirectory(prefix="atelier-growth-") as folder:
         work = Path(folder)
-        report = grow(arguments.library, styles, arguments.steps, arguments.test_pairs, work)
+        report = grow(arguments.library, styles, arguments.steps, arguments.test_pairs, work, arguments.model)
         if len(styles) >= 2:
             report["after_delete"] = delete_one(arguments.library, styles[1], arguments.test_pairs, work,
-                                                report["history"][-1]["scores"])
+                                                report["history"][-1]["scores"], arguments.model)
     publish(report, arguments.out)
     return 0
 

@@ -61,5 +61,7 @@ def check_growable(small: EmbeddedBackbone, large: EmbeddedBackbone) -> None:
         raise InputError(f"cannot grow the model: {', '.join(differing)} differ; growth adds blocks and the pixel head only")
     if small.config.restoration_edits and not large.config.restoration_edits:
         raise InputError("cannot grow the model into one that does not know the restoration instructions")
+    if large.config.detail_bands < small.config.detail_bands or (small.config.detail_guides and not large.config.detail_guides):
+        raise InputError("cannot grow the model into one with fewer detail bands or without its band guides")
     if large.config.num_double_blocks < small.config.num_double_blocks or large.config.num_single_blocks < small.config.num_single_blocks:
         raise InputError("cannot grow the model into one with fewer blocks")

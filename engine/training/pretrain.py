@@ -48,7 +48,7 @@ class PretrainConfig:
     """Settings of a pretraining run."""
 
     preset: str = option("small", "Model size preset of engine.models.backbones.embedded.config.PRESETS.")
-    steps: int = option(2000, "Optimizer steps.")
+    steps: int = option(2000, "Optimizer steps (0 with init_from: write the grown model as it is).")
     batch_size: int = option(8, "Crops per step (one aspect-ratio bucket per step).")
     learning_rate: float = option(4e-4, "Peak AdamW learning rate.")
     warmup_steps: int = option(200, "Linear warm-up steps before the cosine decay.")
@@ -71,7 +71,9 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         require(self.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}")
-        require(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be at least 1")
+        require(self.steps >= 1 or (self.steps == 0 and bool(self.init_from)),
+                "steps must be at least 1 (0 only with init_from: the grown model, trained no further)")
+        require(self.batch_size >= 1, "batch_size must be at least 1")
         require(0 <= self.identity_fraction + self.generate_fraction <= 1, "identity and generate fractions must sum to at most 1")
         require(0 <= self.extra_share <= 1, "extra_share must lie in [0, 1]")
         require(0 < self.ema_decay < 1, "ema_decay must lie in (0, 1)")

@@ -2,7 +2,7 @@
 
 import torch
 
-from benchmarks.detail_band_bounds import apply_constant_gains, fit_constant_gains, patch_oracle
+from benchmarks.detail_band_bounds import apply_constant_gains, apply_style_guided, fit_constant_gains, fit_style_guided, patch_oracle
 from engine.models.backbones.patches import pack, unpack
 
 
@@ -25,3 +25,10 @@ def test_patch_oracle_is_exact_for_a_per_patch_shift_plus_gains_and_no_worse_tha
     torch.testing.assert_close(with_gains, after, atol=1e-4, rtol=1e-4)
     assert ((shifted - after) ** 2).mean() > ((with_gains - after) ** 2).mean()
     assert pack(shifted - before, 8).shape == (1, 12, 192)
+
+
+def test_style_wide_guided_coefficients_and_offset_are_recovered():
+    known = torch.linspace(-0.6, 0.5, 12)
+    known = torch.cat([known, torch.tensor([0.02, -0.03, 0.01])])
+    pairs = [(photo, apply_style_guided(photo, known)) for photo in photos(3)]
+    torch.testing.assert_close(fit_style_guided(pairs), known, atol=2e-3, rtol=2e-3)

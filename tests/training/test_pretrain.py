@@ -12,7 +12,8 @@ import engine.training.pretrain as pretrain_module
 from engine.models.backbones.embedded.instructions import GENERIC_EDITS, INSTRUCTIONS
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS, gaussian_blur
 from engine.training.photo_pool import HOLD_OUT_EVERY, split
-from engine.training.pretrain import main
+from engine.core.errors import ConfigError
+from engine.training.pretrain import PretrainConfig, main
 
 
 def test_every_instruction_has_its_edit_and_edits_are_deterministic():
@@ -159,3 +160,18 @@ def test_denoise_pairs_a_noisy_source_with_the_clean_photo():
     assert (0.01 < error).all() and (error < 0.11).all() and len(set(error.tolist())) == 3  # a level per photo
     fixed = add_noise(photos, torch.Generator().manual_seed(0), sigma=0.05)
     assert abs(float((fixed - photos).std()) - 0.05) < 0.01
+
+
+def test_zero_steps_from_a_trained_model_writes_the_grown_model_unchanged(tmp_path):
+    photos = random_photos(tmp_path / "photos")
+    common = ["--batch-size", "2", "--warmup-steps", "1", "--skip-eval", "--photos", str(photos)]
+    main(["--preset", "tiny-v3", *common, "--steps", "2", "--run-folder", str(tmp_path / "v3-run"), "--output", str(tmp_path / "v3")])
+    main(["--preset", "tiny-v4", *common, "--steps", "0", "--init-from", str(tmp_path / "v3"),
+          "--run-folder", str(tmp_path / "v4-run"), "--output", str(tmp_path / "v4")])
+    v3, v4 = load_file(tmp_path / "v3" / "model.safetensors"), load_file(tmp_path / "v4" / "model.safetensors")
+    for name, tensor in v3.items():
+        grown = v4[name][: tensor.shape[0]] if name.startswith("transformer.proj_out") else v4[name]
+        torch.testing.assert_close(grown, tensor)
+    assert v4["transformer.proj_out.weight"][v3["transformer.proj_out.weight"].shape[0]:].abs().sum() == 0
+    with pytest.raises(ConfigError, match="init_from"):
+        PretrainConfig(steps=0)

@@ -26,6 +26,9 @@ class EmbeddedConfig:
                                            "(version 2); 0 maps each token linearly to its own patch (version 1).")
     detail_bands: int = option(0, "Frequency bands of the source whose per-pixel gains the transformer predicts (version 3, "
                                    "engine/models/backbones/embedded/detail_bands.py); 0: none.")
+    detail_guides: bool = option(False, "Guide each band's gains by its local energy and give its dark side gains of its own "
+                                         "(version 4, four coefficient maps a band), so a gain can differ between a patch's flat "
+                                         "and edge pixels.")
     detail_gain_scale: float = option(10.0, "Factor on the transformer's band-gain outputs: the gains' zero-initialised rows "
                                             "then learn this many times faster under Adam, as a learning-rate multiplier would.")
     restoration_edits: bool = option(False, "Know the restoration instructions (version 3: 'denoise'), trained on degraded "
@@ -50,12 +53,18 @@ class EmbeddedConfig:
         require(0.0 < self.min_timestep < 0.5, "min_timestep must lie in (0, 0.5)")
         require(self.pixel_head_channels == 0 or self.pixel_head_channels >= 3, "pixel_head_channels must be 0 or at least 3")
         require(0 <= self.detail_bands <= 3, "detail_bands must lie in 0..3")
+        require(not self.detail_guides or self.detail_bands > 0, "detail_guides needs detail_bands above 0")
         require(self.detail_gain_scale > 0, "detail_gain_scale must be above 0")
         require(self.pixel_head_hidden >= 1, "pixel_head_hidden must be at least 1")
         require(self.default_steps >= 1, "default_steps must be at least 1")
         require(self.generation_steps >= 0, "generation_steps must be 0 (default_steps) or more")
         require(self.generation_shift > 0, "generation_shift must be above 0")
         require(0.0 <= self.edit_noise_scale <= 1.0, "edit_noise_scale must lie in [0, 1]")
+
+    @property
+    def detail_channels(self) -> int:
+        """Output channels per pixel the band gains take: one a band, or four with guides."""
+        return self.detail_bands * (4 if self.detail_guides else 1)
 
     @property
     def rope_axes(self) -> tuple[int, int, int]:
@@ -76,12 +85,17 @@ PRESETS: dict[str, EmbeddedConfig] = {
     "tiny-v3": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
                               num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
                               version=3, detail_bands=3, restoration_edits=True),
+    "tiny-v4": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
+                              num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
+                              version=4, detail_bands=3, detail_guides=True, restoration_edits=True),
     # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
     # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
     "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8, grid_shift=True),
     # Version 3: version 1 with the detail-band head (three bands) and the denoise instruction.
     "small-v3": EmbeddedConfig(version=3, detail_bands=3, restoration_edits=True),
+    # Version 4: version 3 with guided band gains (grown from version 3, it starts as exactly version 3).
+    "small-v4": EmbeddedConfig(version=4, detail_bands=3, detail_guides=True, restoration_edits=True),
     # Version 3's ablation: the denoise instruction without the detail-band head.
     "small-v3-no-bands": EmbeddedConfig(version=3, restoration_edits=True),
     # Version 2's ablation: the growth and the grid shift without the pixel head.

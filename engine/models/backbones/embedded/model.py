@@ -19,6 +19,8 @@ Design (measured choices are in ``assets/base/MODEL_CARD.md``):
 * Version 3 (``detail_bands > 0``) also predicts a gain per pixel for each frequency band of the
   source (:mod:`~engine.models.backbones.embedded.detail_bands`), so blurs, sharpening and
   edge-preserving smoothing need not squeeze the source's fine detail through the tokens.
+* Version 4 (``detail_guides``) guides those gains by each band's local energy, pixel by pixel,
+  and gives the dark side of each band gains of its own.
 
 Module names are those of diffusers' ``FluxTransformer2DModel``, so LoRA targets are the same
 for this model and FLUX.1 Kontext.
@@ -31,7 +33,7 @@ from diffusers import FluxTransformer2DModel
 from torch import nn
 
 from engine.models.backbones.embedded.config import EmbeddedConfig
-from engine.models.backbones.embedded.detail_bands import apply_detail_gains
+from engine.models.backbones.embedded.detail_bands import apply_detail_gains, apply_guided_detail_gains
 from engine.models.backbones.embedded.instructions import vocabulary
 from engine.models.backbones.embedded.pixel_head import PixelHead
 from engine.models.backbones.patches import grid_positions, pack, shift_grid, unpack, unshift_grid
@@ -48,7 +50,7 @@ class EmbeddedEditor(nn.Module):
         patch_features = IMAGE_CHANNELS * config.patch_size**2
         head_channels = config.pixel_head_channels or IMAGE_CHANNELS
         # The detail-band gains come last, so growing a model into one with bands keeps its channels.
-        out_channels = head_channels + config.detail_bands
+        out_channels = head_channels + config.detail_channels
         self.vocabulary = vocabulary(config.restoration_edits)
         self.instruction_tokens = nn.Embedding(len(self.vocabulary), config.instruction_tokens * config.instruction_dim)
         self.instruction_pooled = nn.Embedding(len(self.vocabulary), config.instruction_dim)
@@ -114,11 +116,12 @@ class EmbeddedEditor(nn.Module):
             return_dict=False,
         )[0]
         features = unpack(residual_tokens, patch, height, width)
-        bands = self.config.detail_bands
-        features, gains = (features[:, :-bands], features[:, -bands:]) if bands else (features, None)
+        detail = self.config.detail_channels
+        features, gains = (features[:, :-detail], features[:, -detail:]) if detail else (features, None)
         if self.pixel_head is not None:
             features = self.pixel_head(features, noisy_grid, base_grid)
         if gains is not None:
-            features = apply_detail_gains(features, gains * self.config.detail_gain_scale, base_grid)
+            apply = apply_guided_detail_gains if self.config.detail_guides else apply_detail_gains
+            features = apply(features, gains * self.config.detail_gain_scale, base_grid)
         residual = unshift_grid(features.to(noisy.dtype), grid_offset, patch, out_height, out_width)
         return base + residual
