@@ -1,6 +1,6 @@
 """``python -m benchmarks.base_v2_ablation``: what each change of the embedded model's version 2 buys.
 
-Each variant continues version 1 (``assets/base``) for the same short run on the same photos and
+Each variant continues version 1 (``assets/base-v1``; ``assets/base`` ships version 4 since 2026-12-07) for the same short run on the same photos and
 batches, then is measured by the model card's own evaluation
 (:func:`engine.training.base_eval.evaluate_base`): identity and generic-edit PSNR, generation's
 colour Fréchet distance, and blockiness of each. Variants: the growth alone (two more blocks,
@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 from benchmarks.report import add_out_argument, publish
-from engine.core.assets import BASE_MODEL
+from engine.core.assets import ASSETS
 from engine.core.configuration import to_dict as config_dict
 from engine.training.base_eval import evaluate_base
 from engine.training.pretrain import PretrainConfig, pretrain
 
+VERSION_ONE = ASSETS / "base-v1"
 VARIANTS = {
     "linear": dict(preset="small-v2-linear", grid_shift=False),  # the growth alone, linear patch head
     "linear-shift": dict(preset="small-v2-linear", grid_shift=True),
@@ -37,7 +38,7 @@ VARIANTS = {
 def run_variant(name: str, options: dict, steps: int, photos: str, run_root: Path, sampling_shift: bool = False) -> dict:
     folder = run_root / name
     config = PretrainConfig(steps=steps, learning_rate=2e-4, warmup_steps=max(1, steps // 10), checkpoint_every=min(steps, 250),
-                            init_from=str(BASE_MODEL), photos=photos, run_folder=str(folder), **options)
+                            init_from=str(VERSION_ONE), photos=photos, run_folder=str(folder), **options)
     began = time.perf_counter()
     backbone = pretrain(config, log=lambda line: None)
     seconds = time.perf_counter() - began

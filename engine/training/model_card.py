@@ -38,15 +38,58 @@ Chosen by measurement on the 2-core CPU these machines have (figures: `BENCHMARK
   `generate` instruction); subject LoRAs use generation.
 - **Resolution.** 128x128 pixels of area; any aspect ratio whose sides are multiples of 8
   (RoPE positions make any grid valid), trained on five aspect-ratio buckets.
+"""
+
+VERSION_DESIGN = {
+    "pixel_head_channels": """\
 - **Version 2: no fixed patch grid.** A token that maps linearly to its own 8x8 block cannot mix
   pixels across block borders, so version 1's errors stepped at every border. Version 2
   unpatchifies 8 channels per pixel into a convolutional pixel head (two 3x3 convolutions over
   them, the noisy image and the source) and trains with the patch grid moved by a random 0-7 px
-  per step. It is version 1 grown by two single-stream blocks and the head, started so that it
-  computes exactly what version 1 did (`engine/training/model_growth.py`), then trained on.
-  What each change bought: `python -m benchmarks.base_v2_ablation`,
+  per step. What each change bought: `python -m benchmarks.base_v2_ablation`,
   `docs/decisions/2026-12-04-embedded-v2.md`.
+""",
+    "detail_bands": """\
+- **Version 3: detail bands.** Besides its colour residual the transformer sets a gain per pixel on
+  three difference-of-Gaussians bands of the source (sigma 1, 2, 4; times `detail_gain_scale`), so
+  blur, sharpen and smoothing need not pass the source's fine detail through the tokens
+  (`engine/models/backbones/embedded/detail_bands.py`, `docs/decisions/2026-12-07-detail-band-head.md`).
+""",
+    "detail_guides": """\
+- **Version 4: guided band gains.** Each band's gains are split into a whole-band and a dark-side
+  gain, each with a part that grows with the band's local energy, a guide computed per pixel from
+  the source, so a gain can differ between a patch's flat and edge pixels; a style then needs a few
+  numbers that are the same everywhere (`docs/decisions/2026-12-07-guided-detail-gains.md`).
+""",
+}
+GROWTH = """\
+- **Growth.** Each version starts from the one before, grown so that it computes exactly what that
+  model did (new blocks' gates and new output rows at zero; `engine/training/model_growth.py`), and
+  is trained on from there; the history table below gives each run.
 """
+
+
+def design(model: dict) -> str:
+    """The design section: the common choices, then those of the model's version features."""
+    extra = "".join(text for key, text in VERSION_DESIGN.items() if model.get(key))
+    return DESIGN + extra + (GROWTH if extra else "")
+
+
+def _training(config: dict) -> str:
+    if config["steps"] == 0:
+        return (f"Not trained further: `{config['init_from']}` grown into this version, so its new outputs start at zero "
+                "and every measurement below is that model's; a style trained on top is what moves them.")
+    return (f"Loss: rectified-flow matching on the velocity, logit-normal timesteps; AdamW at\n{config['learning_rate']} "
+            f"with {config['warmup_steps']} warm-up steps and cosine decay. Shipped\nweights: {config.get('shipped_weights', 'ema')} "
+            f"(an EMA of decay {config['ema_decay']} is tracked too; over a run this short\nit lags behind the optimizer's weights).")
+
+
+def _restoration(model: dict) -> str:
+    if not model.get("restoration_edits"):
+        return ""
+    return (" Version 3 adds `denoise`, a restoration: the source is the photo with Gaussian noise\n"
+            "(sigma 0.02-0.10), the target the photo (`engine/training/restoration_edits.py`).")
+
 
 SUMMARY_KEYS = ("version", "parameters", "steps", "wall_min", "photos", "identity_db", "generic_above_unedited",
                 "generation_frechet", "generation_schedule", "generation_blockiness", "generic_blockiness")
@@ -126,7 +169,7 @@ works out of the box on a CPU with no download. Files: `model.safetensors` (weig
     ("Seed", str(config["seed"])),
 ])}
 
-{DESIGN}
+{design(facts.get("model", {}))}
 ## Data
 
 The 73 images of `../shared/photos` (wallpapers and photos from six Debian packages; authors and
@@ -139,12 +182,9 @@ Tasks: identity edits ({config['identity_fraction']:.0%}), generation with no so
 ({config['generate_fraction']:.0%}), and ten generic edits selected by instruction (the rest):
 brighter, darker, more/less contrast, warmer, cooler, more saturated, grey, blur, sharpen. No
 line, cartoon, posterise, sepia, paint, pixel-art, halftone or emboss effect is used, so the
-benchmark styles are new to the model.
+benchmark styles are new to the model.{_restoration(facts.get("model", {}))}
 
-Loss: rectified-flow matching on the velocity, logit-normal timesteps; AdamW at
-{config['learning_rate']} with {config['warmup_steps']} warm-up steps and cosine decay. Shipped
-weights: {config.get('shipped_weights', 'ema')} (an EMA of decay {config['ema_decay']} is tracked too; over a run this short
-it lags behind the optimizer's weights).
+{_training(config)}
 
 ## Measured quality (held-out photos, native resolution, {metrics['default_steps']} Euler steps, standard starting noise)
 

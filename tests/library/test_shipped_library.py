@@ -32,7 +32,7 @@ def test_the_five_benchmark_styles_ship_whole_in_one_shared_adapter(library: Sty
     assert library.check(deep=True) == []
     assert {record.adapter.id for record in records} == {records[0].adapter.id}
     for record in records:
-        assert record.backbone == "atelier-embedded" and record.adapter.kind == "moe"
+        assert record.backbone == load_backbone("embedded").name and record.adapter.kind == "moe"
         assert record.description == STYLES[record.name].description
         assert len(record.pairs) == 8 and "holdout" in record.metrics
 
@@ -51,4 +51,4 @@ def test_a_shipped_style_changes_a_held_out_photo_towards_its_after_image(librar
 def test_the_example_subject_ships_beside_the_styles(library: StyleLibrary) -> None:
     subjects = [record for record in library.list_styles() if record.adapter.kind == "subject"]
     assert [record.name for record in subjects] == ["Chelsea"]
-    assert subjects[0].backbone == "atelier-embedded"
+    assert subjects[0].backbone == load_backbone("embedded").name

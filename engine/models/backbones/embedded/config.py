@@ -94,8 +94,10 @@ PRESETS: dict[str, EmbeddedConfig] = {
     "small-v2": EmbeddedConfig(version=2, num_single_blocks=6, pixel_head_channels=8, grid_shift=True),
     # Version 3: version 1 with the detail-band head (three bands) and the denoise instruction.
     "small-v3": EmbeddedConfig(version=3, detail_bands=3, restoration_edits=True),
-    # Version 4: version 3 with guided band gains (grown from version 3, it starts as exactly version 3).
-    "small-v4": EmbeddedConfig(version=4, detail_bands=3, detail_guides=True, restoration_edits=True),
+    # Version 4: version 3 with guided band gains (grown from version 3, it starts as exactly version 3), generating
+    # with 32 steps at shift 6 (docs/decisions/2026-12-07-guided-detail-gains.md).
+    "small-v4": EmbeddedConfig(version=4, detail_bands=3, detail_guides=True, restoration_edits=True,
+                               generation_steps=32, generation_shift=6.0),
     # Version 3's ablation: the denoise instruction without the detail-band head.
     "small-v3-no-bands": EmbeddedConfig(version=3, restoration_edits=True),
     # Version 2's ablation: the growth and the grid shift without the pixel head.
