@@ -15,6 +15,9 @@ tiled blend with the style's stored guided settings, so it differs from ``stored
 its time per photo includes that edit, as does a render whose ``edit_steps`` (a style's chosen
 sampling steps) differ from the model's default.
 
+``--identity`` also scores the model's plain edit (no style, the ``identity`` default) carried by the
+default guided render against the photo itself: how much of the photo the whole path keeps.
+
 Scores, at full resolution against the target: PSNR, SSIM, style distance
 (:mod:`engine.metrics.perceptual`) and blockiness for the working size's 8 px patch grid scaled
 to full size (:mod:`engine.metrics.blockiness`), beside the target's own blockiness.
@@ -44,6 +47,7 @@ from engine.metrics.image_quality import psnr
 from engine.metrics.image_scores import ssim, to_unit_tensor
 from engine.metrics.perceptual import default_features, style_distance
 from engine.models.backbones.registry import load_backbone
+from engine.models.editing import edit_photo
 from engine.rendering.full_resolution import RenderSettings, carry_to_full_resolution
 from engine.services.style_edit import StyleEditor
 
@@ -148,14 +152,28 @@ def run(styles: list[str], renders: list[str], long_side: int, library_folder: P
             "styles": means}
 
 
+def identity_scores(photos: dict[str, Image.Image]) -> dict[str, float]:
+    """Mean PSNR and SSIM of the plain edit, carried to full size by the default render, against each photo."""
+    backbone = load_backbone()
+    values = []
+    for photo in photos.values():
+        result = carry_to_full_resolution(photo, edit_photo(backbone, photo), RenderSettings())
+        truth = to_unit_tensor(photo)
+        values.append((float(psnr(to_unit_tensor(result), truth)[0]), float(ssim(to_unit_tensor(result), truth)[0])))
+    return {"psnr": round(sum(v[0] for v in values) / len(values), 2), "worst_psnr": round(min(v[0] for v in values), 2),
+            "ssim": round(sum(v[1] for v in values) / len(values), 4)}
+
+
 def markdown(report: dict) -> str:
     lines = ["| style | method | PSNR (dB) | SSIM | style distance | blockiness (target's) |", "|---|---|---|---|---|---|"]
-    for style, methods in report["styles"].items():
+    for style, methods in report.get("styles", {}).items():
         target = methods["target"]["blockiness"]
         for method, values in methods.items():
             if method != "target":
                 lines.append(f"| {style} | {method} | {values['psnr']:.2f} | {values['ssim']:.3f} | {values['style']:.4f} | "
                              f"{values['blockiness']:.3f} ({target:.3f}) |")
+    if "identity" in report:
+        lines.append(f"\nidentity edit at full size: {report['identity']}")
     return "\n".join(lines)
 
 
@@ -168,14 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", type=Path, default=REPOSITORY / "styles", help="The style library to edit with.")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="Where originals and targets are kept.")
     parser.add_argument("--limit", type=int, default=0, help="Only the first N photos (0: all), for a quick look.")
+    parser.add_argument("--identity", action="store_true", help="Also score the plain (identity) edit at full size against the photo.")
     add_out_argument(parser)
     arguments = parser.parse_args(argv)
     renders = [text for text in arguments.renders.split(",") if text]
     for text in renders:
         if text != STORED:
             parse_render(text)  # refuse a bad variant before the long run
-    report = run([s for s in arguments.styles.split(",") if s], renders, arguments.long_side, arguments.library, arguments.cache,
-                 arguments.limit)
+    styles = [s for s in arguments.styles.split(",") if s]
+    report = run(styles, renders, arguments.long_side, arguments.library, arguments.cache, arguments.limit) if styles else {}
+    if arguments.identity:
+        photos = full_size_photos(arguments.long_side, arguments.cache)
+        report["identity"] = identity_scores(dict(list(photos.items())[: arguments.limit or None]))
     publish(report, arguments.out)
     print(markdown(report))
     return 0

@@ -45,3 +45,14 @@ def test_render_variants_parse_or_are_refused():
     assert parse_render("resize").render == "resize"
     with pytest.raises(ConfigError, match="render must be one of"):
         parse_render("tiles")
+
+
+def test_the_identity_score_keeps_a_smooth_photo_nearly_whole():
+    from PIL import Image
+
+    from benchmarks.full_resolution import identity_scores
+
+    ramp = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
+    scores = identity_scores({"ramp": ramp})
+    assert set(scores) == {"psnr", "worst_psnr", "ssim"}
+    assert scores["psnr"] == scores["worst_psnr"] > 30 and scores["ssim"] > 0.9
