@@ -29,6 +29,8 @@ import torch
 from benchmarks.dataset import area_fit, benchmark_pairs, benchmark_photos
 from benchmarks.report import add_out_argument, publish
 from engine.core.imaging import resize_to
+from engine.metrics.image_quality import psnr as image_psnr
+from engine.metrics.image_scores import to_unit_tensor
 from engine.models.backbones.embedded.detail_bands import BAND_SIGMAS, GUIDED_TERMS, apply_guided_detail_gains, detail_bands
 from engine.models.backbones.patches import pack, unpack
 from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
@@ -38,12 +40,13 @@ PATCH = 8
 
 def unit(image) -> torch.Tensor:
     """A Pillow image as ``(1, 3, H, W)`` in ``[0, 1]``, cropped to whole patches."""
-    array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    array = to_unit_tensor(image)
     return array[..., : array.shape[-2] // PATCH * PATCH, : array.shape[-1] // PATCH * PATCH]
 
 
 def psnr(result: torch.Tensor, target: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((result.clamp(0, 1) - target) ** 2).mean()))
+    """PSNR of a fitted result, clipped to the image range as a written file would be."""
+    return float(image_psnr(result.clamp(0, 1), target)[0])
 
 
 def fit_constant_gains(pairs: list[tuple[torch.Tensor, torch.Tensor]], offset: bool) -> torch.Tensor:

@@ -157,9 +157,9 @@ def identity_scores(photos: dict[str, Image.Image]) -> dict[str, float]:
     backbone = load_backbone()
     values = []
     for photo in photos.values():
-        result = carry_to_full_resolution(photo, edit_photo(backbone, photo), RenderSettings())
+        result = to_unit_tensor(carry_to_full_resolution(photo, edit_photo(backbone, photo), RenderSettings()))
         truth = to_unit_tensor(photo)
-        values.append((float(psnr(to_unit_tensor(result), truth)[0]), float(ssim(to_unit_tensor(result), truth)[0])))
+        values.append((float(psnr(result, truth)[0]), float(ssim(result, truth)[0])))
     return {"psnr": round(sum(v[0] for v in values) / len(values), 2), "worst_psnr": round(min(v[0] for v in values), 2),
             "ssim": round(sum(v[1] for v in values) / len(values), 4)}
 
