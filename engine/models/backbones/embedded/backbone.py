@@ -92,18 +92,19 @@ class EmbeddedBackbone(Backbone):
         ids = condition.tensors["instruction_ids"].to(noisy.device)
         default = self.model.vocabulary.index(IDENTITY if source is not None else GENERATE)
         ids = torch.where(ids == DEFAULT_ID, torch.full_like(ids, default), ids)
-        offset = transformer_kwargs.get("grid_offset") or self.sampling_grid_offset(timestep)
+        offset = transformer_kwargs.get("grid_offset") or self.sampling_grid_offset(timestep, generation=source is None)
         clean = self.model(noisy, timestep, source, ids, joint_attention_kwargs=transformer_kwargs.get("joint_attention_kwargs"),
                            grid_offset=offset)
         # v = (x_t - x_0) / t; t is floored so the division stays finite near the data end.
         time = timestep.to(noisy.dtype).clamp(min=self.config.min_timestep).view(-1, 1, 1, 1)
         return (noisy - clean) / time
 
-    def sampling_grid_offset(self, timestep: torch.Tensor) -> tuple[int, int]:
-        """The patch-grid offset of a sampling step: ``(0, 0)`` unless ``config.grid_shift``, else a
-        function of the step's time alone, so a seeded edit stays a deterministic function of its
-        photo while successive steps put the patch borders in different places."""
-        if not self.config.grid_shift:
+    def sampling_grid_offset(self, timestep: torch.Tensor, generation: bool = False) -> tuple[int, int]:
+        """The patch-grid offset of a sampling step: ``(0, 0)`` unless ``config.grid_shift`` (or, for
+        a generation, ``config.generation_grid_shift``), else a function of the step's time alone, so
+        a seeded edit stays a deterministic function of its photo while successive steps put the
+        patch borders in different places."""
+        if not (self.config.grid_shift or (generation and self.config.generation_grid_shift)):
             return (0, 0)
         index = int(round(float(timestep.flatten()[0]) * 1000))
         patch = self.config.patch_size

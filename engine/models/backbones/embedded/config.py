@@ -36,6 +36,9 @@ class EmbeddedConfig:
     pixel_head_hidden: int = option(32, "Hidden channels of the pixel head's 3x3 convolutions.")
     grid_shift: bool = option(False, "Move the patch grid by a few pixels at every sampling step (a different offset per "
                                      "step, fixed by the timestep), so patch borders do not stay in one place.")
+    generation_grid_shift: bool = option(False, "Move the patch grid at every step of a generation only (version 5): with no "
+                                                "photo to anchor it, a still grid draws a mosaic of squares; edits keep it "
+                                                "still, so an identity edit stays exact.")
     default_steps: int = option(8, "Euler steps of an edit when the caller gives none.")
     generation_steps: int = option(0, "Euler steps of a generation (no photo) when the caller gives none; 0 uses "
                                       "default_steps. A generation starts from pure noise, an edit from the photo.")
@@ -88,6 +91,10 @@ PRESETS: dict[str, EmbeddedConfig] = {
     "tiny-v4": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
                               num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
                               version=4, detail_bands=3, detail_guides=True, restoration_edits=True),
+    "tiny-v5": EmbeddedConfig(native_resolution=32, patch_size=8, num_double_blocks=1, num_single_blocks=1,
+                              num_heads=2, head_dim=16, instruction_tokens=2, instruction_dim=16, default_steps=4,
+                              version=5, detail_bands=3, detail_guides=True, restoration_edits=True,
+                              generation_grid_shift=True),
     # Version 1, trained from scratch (MODEL_CARD.md's history).
     "small": EmbeddedConfig(),
     # Version 2: version 1 grown by two single-stream blocks and a convolutional pixel head.
@@ -98,6 +105,10 @@ PRESETS: dict[str, EmbeddedConfig] = {
     # with 32 steps at shift 6 (docs/decisions/2026-12-07-guided-detail-gains.md).
     "small-v4": EmbeddedConfig(version=4, detail_bands=3, detail_guides=True, restoration_edits=True,
                                generation_steps=32, generation_shift=6.0),
+    # Version 5: version 4 trained on with the patch grid moved per sample, on the photo pool, generating with the
+    # grid moved per step (docs/decisions/2026-12-07-version-5.md).
+    "small-v5": EmbeddedConfig(version=5, detail_bands=3, detail_guides=True, restoration_edits=True,
+                               generation_steps=32, generation_shift=6.0, generation_grid_shift=True),
     # Version 3's ablation: the denoise instruction without the detail-band head.
     "small-v3-no-bands": EmbeddedConfig(version=3, restoration_edits=True),
     # Version 2's ablation: the growth and the grid shift without the pixel head.
