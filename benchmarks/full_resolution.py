@@ -57,7 +57,7 @@ STORED = "stored"  # each style's own render choice, as the CLI and the studio u
 
 
 def parse_render(text: str) -> RenderSettings:
-    """``resize``, ``guided[:RADIUS:EPSILON[:DETAIL]]`` (``guided`` alone for the defaults) or
+    """``resize``, ``guided[:RADIUS:EPSILON[:DETAIL[:PRIOR]]]`` (``guided`` alone for the defaults) or
     ``tiled[:SIZE[:OVERLAP]]`` (0 or nothing for the default size)."""
     method, *parameters = text.split(":")
     if method == "tiled":
@@ -66,8 +66,9 @@ def parse_render(text: str) -> RenderSettings:
                               tile_overlap=values[1] if len(values) > 1 else RenderSettings().tile_overlap)
     if method == "guided" and parameters:
         detail = float(parameters[2]) if len(parameters) > 2 else 1.0
+        prior = parameters[3] if len(parameters) > 3 else RenderSettings().guided_prior
         return RenderSettings(render="guided", guided_radius=int(parameters[0]), guided_epsilon=float(parameters[1]),
-                              guided_detail=detail)
+                              guided_detail=detail, guided_prior=prior)
     return RenderSettings(render=method)
 
 

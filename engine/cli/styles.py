@@ -121,6 +121,6 @@ def render_summary(record: StyleRecord) -> dict:
     summary = {**asdict(settings), "origin": "defaults (no choice stored)" if record.render is None else record.render.origin()}
     if record.render is not None and record.render.scores:
         summary["psnr_by_candidate"] = {f"{item.render} r{item.guided_radius} eps{item.guided_epsilon:g} detail{item.guided_detail:g}"
-                                        f" steps{item.edit_steps}": score for item, score in record.render.scores}
+                                        f" {item.guided_prior} steps{item.edit_steps}": score for item, score in record.render.scores}
     return summary
 

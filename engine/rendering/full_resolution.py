@@ -28,7 +28,7 @@ from PIL import Image
 from engine.core.configuration import option, require
 from engine.core.errors import InputError
 from engine.core.imaging import resize_to
-from engine.rendering.guided_upsampling import apply_local_affine, fit_local_affine
+from engine.rendering.guided_upsampling import PRIORS, apply_local_affine, fit_local_affine
 
 RENDER_METHODS = ("guided", "resize", "tiled")
 MAX_RENDER_PIXELS = 24_000_000  # 24 MP: the largest photo a full-resolution result is made for
@@ -55,11 +55,15 @@ class RenderSettings:
     edit_steps: int = option(0, "Sampling steps of the model's edit when the edit itself sets none (its steps 0): chosen "
                                 "per style with the rest of the render, as styles differ in how many steps serve them "
                                 "best; 0 takes the model's default.")
+    guided_prior: str = option("identity", "guided: what each window's fit leans towards where the photo is flat: 'identity' "
+                                           "keeps the photo's own texture under the edit's colour change (an edit that "
+                                           "changes nothing is carried exactly), 'flat' the edit's mean colour.")
 
     def __post_init__(self) -> None:
         require(self.render in RENDER_METHODS, f"render must be one of {', '.join(RENDER_METHODS)}, not {self.render!r}")
         require(0 <= self.guided_radius <= 16, "guided_radius must lie between 0 and 16")
         require(0.0 < self.guided_epsilon <= 1.0, "guided_epsilon must lie in (0, 1]")
+        require(self.guided_prior in PRIORS, f"guided_prior must be one of {', '.join(PRIORS)}, not {self.guided_prior!r}")
         require(0.0 <= self.guided_detail <= 1.0, "guided_detail must lie in [0, 1]")
         require(self.tiled_size == 0 or 16 <= self.tiled_size <= 4096,
                 "tiled_size must lie between 16 and 4096 pixels, or be 0 for 3 working sides")
@@ -95,7 +99,7 @@ def carry_to_full_resolution(photo: Image.Image, result: Image.Image, settings: 
         return resize_to(result, photo.size)
     working_photo = resize_to(photo, result.size)
     coefficients = fit_local_affine(unit_tensor(working_photo), unit_tensor(result), settings.guided_radius,
-                                    settings.guided_epsilon)
+                                    settings.guided_epsilon, settings.guided_prior)
     guide = photo
     if settings.guided_detail < 1.0:
         # The photo with its detail finer than a working pixel scaled by guided_detail: a blend

@@ -10,13 +10,17 @@ guided filter, He & Sun 2015, "Fast Guided Filter", with the photo as a colour g
    ``edit ≈ A source + b`` (``A`` 3 x 3, ``b`` 3), ridge-regularised by ``epsilon`` (He, Sun &
    Tang 2013, "Guided Image Filtering", eq. 14 for a colour guide):
    ``A = cov(edit, source) (cov(source, source) + epsilon I)^-1``, ``b = mean(edit) - A mean(source)``.
+   With ``prior="identity"`` the ridge pulls ``A`` towards the identity instead of zero (the same
+   fit of the edit's change ``edit - source``): ``A = (cov(edit, source) + epsilon I)
+   (cov(source, source) + epsilon I)^-1``, so an edit that changes nothing is carried exactly and a
+   flat window keeps the photo's own texture under its mean colour change.
 2. The coefficients of all windows covering a pixel are averaged (the guided filter's second box).
 3. The ``(12, h, w)`` coefficient maps are upsampled bilinearly to the photo's size and applied,
    ``out = A(x) photo(x) + b(x)``, a few rows at a time (:func:`apply_local_affine`).
 
 A global affine colour transform is recovered exactly wherever a window's colours are not flat
 (the closed form ``tests/rendering/test_guided_upsampling.py`` checks); flat windows fall back to
-their mean colour change. Structure the edit draws (lines, strokes) is not an affine function of
+their mean colour (prior ``"flat"``) or to the photo shifted by their mean colour change (``"identity"``). Structure the edit draws (lines, strokes) is not an affine function of
 the photo's colours, so it is blurred to the window size: such styles need a larger working size.
 
 Peak memory is bounded by the strip: a few ``3 x strip_rows x width`` float temporaries beside the
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from engine.core.errors import InputError
 
 COEFFICIENTS = 12  # A (3 x 3, row-major) then b (3)
+PRIORS = ("identity", "flat")  # what the ridge pulls each window's A towards: the identity, or zero
 
 
 def box_mean(images: torch.Tensor, radius: int) -> torch.Tensor:
@@ -41,7 +46,8 @@ def box_mean(images: torch.Tensor, radius: int) -> torch.Tensor:
     return F.avg_pool2d(images.unsqueeze(0), 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[0]
 
 
-def fit_local_affine(source: torch.Tensor, edit: torch.Tensor, radius: int = 1, epsilon: float = 1e-4) -> torch.Tensor:
+def fit_local_affine(source: torch.Tensor, edit: torch.Tensor, radius: int = 1, epsilon: float = 1e-4,
+                     prior: str = "identity") -> torch.Tensor:
     """Per-pixel affine colour maps from ``source`` to ``edit``, both ``(3, h, w)`` in ``[0, 1]``.
 
     Returns ``(12, h, w)`` float32: ``A`` row-major in channels 0-8, ``b`` in 9-11, averaged over
@@ -50,6 +56,8 @@ def fit_local_affine(source: torch.Tensor, edit: torch.Tensor, radius: int = 1, 
         raise InputError(f"source {tuple(source.shape)} and edit {tuple(edit.shape)} must both be (3, h, w) images")
     if radius < 0 or epsilon <= 0:
         raise InputError(f"the guided fit needs radius >= 0 and epsilon > 0, got {radius} and {epsilon}")
+    if prior not in PRIORS:
+        raise InputError(f"the guided fit's prior must be one of {', '.join(PRIORS)}, not {prior!r}")
     source, edit = source.double(), edit.double()
     height, width = source.shape[1:]
     mean_source, mean_edit = box_mean(source, radius), box_mean(edit, radius)
@@ -58,9 +66,11 @@ def fit_local_affine(source: torch.Tensor, edit: torch.Tensor, radius: int = 1, 
     covariance = box_mean(products, radius).reshape(3, 3, height, width) - mean_source.unsqueeze(1) * mean_source.unsqueeze(0)
     cross = (edit.unsqueeze(1) * source.unsqueeze(0)).reshape(9, height, width)
     cross_covariance = box_mean(cross, radius).reshape(3, 3, height, width) - mean_edit.unsqueeze(1) * mean_source.unsqueeze(0)
-    regularised = covariance.permute(2, 3, 0, 1) + epsilon * torch.eye(3, dtype=torch.float64)
-    # A (cov + eps I) = cross  <=>  (cov + eps I) A^T = cross^T  (cov is symmetric).
-    transform = torch.linalg.solve(regularised, cross_covariance.permute(2, 3, 1, 0)).transpose(-1, -2)  # (h, w, 3, 3)
+    ridge = epsilon * torch.eye(3, dtype=torch.float64)
+    regularised = covariance.permute(2, 3, 0, 1) + ridge
+    target = cross_covariance.permute(2, 3, 0, 1) + (ridge if prior == "identity" else 0)
+    # A (cov + eps I) = target  <=>  (cov + eps I) A^T = target^T  (cov is symmetric).
+    transform = torch.linalg.solve(regularised, target.transpose(-1, -2)).transpose(-1, -2)  # (h, w, 3, 3)
     offset = mean_edit.permute(1, 2, 0) - (transform @ mean_source.permute(1, 2, 0).unsqueeze(-1)).squeeze(-1)  # (h, w, 3)
     coefficients = torch.cat([transform.reshape(height, width, 9), offset], dim=-1).permute(2, 0, 1)
     return box_mean(coefficients, radius).float()
@@ -130,7 +140,7 @@ def apply_local_affine(coefficients: torch.Tensor, photo: torch.Tensor, strip_ro
 
 
 def guided_upsample(source: torch.Tensor, edit: torch.Tensor, photo: torch.Tensor, radius: int = 1,
-                    epsilon: float = 1e-4, strip_rows: int = 256) -> torch.Tensor:
+                    epsilon: float = 1e-4, strip_rows: int = 256, prior: str = "identity") -> torch.Tensor:
     """The whole method: fit on the working-size ``source``/``edit`` ``(3, h, w)``, apply to
     ``photo`` ``(3, H, W)``; all in ``[0, 1]``. Returns ``(3, H, W)`` float32."""
-    return apply_local_affine(fit_local_affine(source, edit, radius, epsilon), photo, strip_rows)
+    return apply_local_affine(fit_local_affine(source, edit, radius, epsilon, prior), photo, strip_rows)

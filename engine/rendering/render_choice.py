@@ -28,13 +28,16 @@ from PIL import Image
 from engine.core.errors import ConfigError, InputError
 from engine.core.imaging import resize_to
 from engine.rendering.full_resolution import MAX_RENDER_PIXELS, RenderSettings, carry_to_full_resolution, unit_tensor
+from engine.rendering.guided_upsampling import PRIORS
 
 # The default first, so a tie keeps the default; then radius 1, 2, 4 by epsilon 1e-4, 1e-3, each
-# keeping all of the photo's fine detail or half of it (painterly styles paint over detail). Less
-# than half brings back the working-size patch grid (docs/decisions/2026-12-03-full-resolution-render.md).
+# keeping all of the photo's fine detail or half of it (painterly styles paint over detail), each
+# with the fit leaning towards the identity or towards flat colour. Less than half the detail
+# brings back the working-size patch grid (docs/decisions/2026-12-03-full-resolution-render.md).
 GUIDED_CANDIDATES: tuple[RenderSettings, ...] = (RenderSettings(), *(
-    RenderSettings("guided", radius, epsilon, detail) for detail in (1.0, 0.5) for radius in (1, 2, 4)
-    for epsilon in (1e-4, 1e-3) if (radius, epsilon, detail) != (2, 1e-3, 1.0)))
+    RenderSettings("guided", radius, epsilon, detail, guided_prior=prior) for prior in PRIORS for detail in (1.0, 0.5)
+    for radius in (1, 2, 4) for epsilon in (1e-4, 1e-3)
+    if (radius, epsilon, detail, prior) != (2, 1e-3, 1.0, RenderSettings().guided_prior)))
 # The model's default first (0), so a tie keeps it; then half of the embedded model's 8, which
 # halves the edit's time (docs/decisions/2026-12-07-edit-steps-per-style.md).
 STEP_CANDIDATES: tuple[int, ...] = (0, 4)
@@ -89,10 +92,15 @@ class RenderChoice:
         return f"chosen from {self.pairs} {split} pair{'s' if self.pairs != 1 else ''}"
 
 
+# Fields added after choices were first stored, with the value every render had before each existed.
+STORED_BEFORE_FIELD: dict[str, Any] = {"guided_prior": "flat"}
+
+
 def settings_from_json(data: Any) -> RenderSettings:
     """:class:`RenderSettings` from a mapping of its fields: ``render`` is required, a field it
-    lacks (one added after the choice was stored) takes its default, other keys are ignored."""
-    values = {"render": str(data["render"])}
+    lacks (one added after the choice was stored) takes the value renders had before the field
+    existed (:data:`STORED_BEFORE_FIELD`), else its default; other keys are ignored."""
+    values = {"render": str(data["render"]), **{name: value for name, value in STORED_BEFORE_FIELD.items() if name not in data}}
     for field in fields(RenderSettings):
         if field.name in data and field.name != "render":
             values[field.name] = type(field.default)(data[field.name])
@@ -103,7 +111,8 @@ def describe_settings(settings: RenderSettings) -> str:
     if settings.render == "resize":
         return "resize (bicubic upscaling)"
     detail = "" if settings.guided_detail == RenderSettings().guided_detail else f", detail {settings.guided_detail:g}"
-    guided = f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}{detail}"
+    prior = "" if settings.guided_prior == RenderSettings().guided_prior else f", leaning {settings.guided_prior}"
+    guided = f"guided, radius {settings.guided_radius}, ε {settings.guided_epsilon:g}{detail}{prior}"
     steps = f", {settings.edit_steps} sampling steps" if settings.edit_steps else ""
     if settings.render == "tiled":
         size = f"{settings.tiled_size} px" if settings.tiled_size else "3 working sides"

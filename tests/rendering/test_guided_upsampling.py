@@ -57,6 +57,27 @@ def test_the_identity_edit_gives_the_photo_back():
     assert psnr(guided_upsample(working, working, photo, epsilon=1e-7), photo) > 45
 
 
+def test_the_identity_prior_carries_an_unchanged_photo_exactly_at_any_epsilon():
+    photo = unit_tensor(load_shipped_photo("Garden"))
+    working = F.interpolate(photo[None], scale_factor=0.25, mode="area")[0]
+    coefficients = fit_local_affine(working, working, radius=2, epsilon=1e-2, prior="identity")
+    identity = torch.cat([torch.eye(3).reshape(9), torch.zeros(3)])
+    torch.testing.assert_close(coefficients, identity[:, None, None].expand_as(coefficients), atol=1e-6, rtol=0)
+    assert psnr(apply_local_affine(coefficients, photo), photo) > 100
+    # The ridge towards zero shrinks the same fit and loses the photo's contrast.
+    assert psnr(guided_upsample(working, working, photo, radius=2, epsilon=1e-2, prior="flat"), photo) < 40
+
+
+@pytest.mark.parametrize("prior, transform", [("identity", torch.eye(3)), ("flat", torch.zeros(3, 3))])
+def test_a_flat_window_falls_back_to_its_prior(prior, transform):
+    source = torch.full((3, 5, 5), 0.4)
+    edit = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(1))
+    coefficients = fit_local_affine(source, edit, radius=4, epsilon=1e-3, prior=prior)
+    mean_change = edit.mean(dim=(1, 2)) - (0.4 if prior == "identity" else 0.0)
+    torch.testing.assert_close(coefficients[:9, 2, 2], transform.reshape(9))
+    torch.testing.assert_close(coefficients[9:, 2, 2], mean_change.float(), atol=1e-5, rtol=0)
+
+
 def test_coefficients_are_a_per_window_least_squares_fit():
     torch.manual_seed(0)
     source = torch.rand(3, 6, 5)
@@ -91,6 +112,8 @@ def test_bad_inputs_are_refused():
         fit_local_affine(torch.rand(3, 4, 4), torch.rand(3, 4, 5))
     with pytest.raises(InputError, match="epsilon > 0"):
         fit_local_affine(torch.rand(3, 4, 4), torch.rand(3, 4, 4), epsilon=0)
+    with pytest.raises(InputError, match="prior"):
+        fit_local_affine(torch.rand(3, 4, 4), torch.rand(3, 4, 4), prior="towards grey")
     with pytest.raises(InputError, match="coefficients must be"):
         apply_local_affine(torch.rand(9, 4, 4), torch.rand(3, 8, 8))
 

@@ -41,13 +41,14 @@ def pairs_rendered_with(candidate: RenderSettings, count: int, seed: int = 0) ->
 
 def test_the_candidates_are_distinct_guided_settings_with_the_default_first():
     assert GUIDED_CANDIDATES[0] == RenderSettings()
-    assert len(set(GUIDED_CANDIDATES)) == len(GUIDED_CANDIDATES) == 12
+    assert len(set(GUIDED_CANDIDATES)) == len(GUIDED_CANDIDATES) == 24
     assert {candidate.render for candidate in GUIDED_CANDIDATES} == {"guided"}
+    assert {candidate.guided_prior for candidate in GUIDED_CANDIDATES} == {"identity", "flat"}
     assert RENDER_CANDIDATES[0] == RenderSettings() and STEP_CANDIDATES[0] == 0  # the model's default steps first
-    assert len(set(RENDER_CANDIDATES)) == len(RENDER_CANDIDATES) == 12 * len(STEP_CANDIDATES)
+    assert len(set(RENDER_CANDIDATES)) == len(RENDER_CANDIDATES) == 24 * len(STEP_CANDIDATES)
 
 
-@pytest.mark.parametrize("candidate", GUIDED_CANDIDATES, ids=lambda item: f"r{item.guided_radius}-eps{item.guided_epsilon:g}-detail{item.guided_detail:g}")
+@pytest.mark.parametrize("candidate", GUIDED_CANDIDATES, ids=lambda item: f"r{item.guided_radius}-eps{item.guided_epsilon:g}-detail{item.guided_detail:g}-{item.guided_prior}")
 def test_the_candidate_that_made_the_after_images_wins(candidate):
     calls = []
 
@@ -116,9 +117,10 @@ def test_a_choice_round_trips_through_json_and_describes_itself():
     assert RenderChoice(RenderSettings("guided", 4, 1e-4), "train", 3).describe() == "guided, radius 4, ε 0.0001 (chosen from 3 training pairs)"
 
 
-def test_a_stored_choice_without_a_newer_field_reads_with_its_default():
-    assert RenderChoice.from_json({"render": "guided", "guided_radius": 4, "guided_epsilon": 1e-4}).settings == \
-        RenderSettings("guided", 4, 1e-4)
+def test_a_stored_choice_without_a_newer_field_reads_as_renders_were_before_it():
+    stored = RenderChoice.from_json({"render": "guided", "guided_radius": 4, "guided_epsilon": 1e-4}).settings
+    assert stored == RenderSettings("guided", 4, 1e-4, guided_prior="flat")  # the fit every render used before the prior existed
+    assert stored.edit_steps == RenderSettings().edit_steps
 
 
 @pytest.mark.parametrize("data", [None, [], {"guided_radius": 2}, {"render": "guided", "guided_radius": "wide"}, {"render": "blur", "guided_radius": 2, "guided_epsilon": 0.001},
