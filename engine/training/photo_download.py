@@ -9,7 +9,9 @@ or package-prefixed name is in ``../shared/holdout.txt`` (evaluation photos) or 
 ``../shared/photos`` (the existing pool), when its 16x16 grey thumbnail nearly equals one of
 those photos, or one already taken. ``manifest.csv`` records the package, version, original
 path, original size, licence (from the package's DEP-5 copyright file) and kind of every image.
-Each finished package leaves ``.packages/<package>.csv``, so a rerun skips it.
+Each finished package leaves ``.packages/<package>.csv``, so a rerun skips it. A package that keeps
+its images in Qt resource bundles (GCompris) has them unpacked first, each bundle's files under a
+folder named like it (:mod:`engine.training.qt_resources`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from engine.core.files import write_text_atomic
+from engine.training.photo_pool_summary import pool_summary
+from engine.training.qt_resources import read_qt_resources
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 DEFAULT_DESTINATION = Path(__file__).resolve().parents[2] / "data" / "pretrain-photos"
@@ -49,8 +55,12 @@ class PhotoPackage:
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     kinds: tuple[tuple[str, str], ...] = ()
+    resource_bundles: tuple[str, ...] = ()  # globs of Qt .rcc files to unpack before choosing images
 
 
+GCOMPRIS_PHOTO_ACTIVITIES = ("explore_monuments", "erase", "explore_world_animals", "explore_farm_animals",
+                             "explore_world_music", "details")
+GCOMPRIS_PAINTINGS = ("Gogh", "PereTanguy", "Auvers")  # the "details" activity mixes paintings with its photos
 STELLARIUM_PHOTO_LANDSCAPES = tuple(f"*/landscapes/{name}/*" for name in
                                     ("garching", "geneva", "grossmugl", "guereins", "hurricane", "ocean", "trees", "moon"))
 PHOTO_PACKAGES: tuple[PhotoPackage, ...] = (
@@ -67,6 +77,11 @@ PHOTO_PACKAGES: tuple[PhotoPackage, ...] = (
     PhotoPackage("stellarium-data", "texture", ("*/stellarium/nebulae/*", "*/stellarium/landscapes/*", "*/stellarium/textures/*"),
                  kinds=(("*/nebulae/*", "photo"),) + tuple((glob, "photo") for glob in STELLARIUM_PHOTO_LANDSCAPES)),
     PhotoPackage("tuxpaint-stamps-default", "photo", ("usr/share/tuxpaint/stamps/*",)),
+    PhotoPackage("tuxpaint-data", "photo", ("usr/share/tuxpaint/templates/*",)),
+    PhotoPackage("gcompris-qt-data", "artwork", ("usr/share/gcompris-qt/rcc/*",),
+                 kinds=(*((f"*/details/*{painter}*", "artwork") for painter in GCOMPRIS_PAINTINGS),
+                        *((f"*/activities/{name}/*", "photo") for name in GCOMPRIS_PHOTO_ACTIVITIES)),
+                 resource_bundles=("usr/share/gcompris-qt/rcc/*.rcc",)),
     PhotoPackage("mypaint-data-extras", "texture", ("usr/share/mypaint/backgrounds/*",)),
     PhotoPackage("torcs-data", "texture", ("usr/share/games/torcs/*",)),
     PhotoPackage("extremetuxracer-data", "texture", ("usr/share/games/etr/*",)),
@@ -123,6 +138,17 @@ def matches_any(path: str, globs: tuple[str, ...]) -> bool:
 
 def image_kind(package: PhotoPackage, relative_path: str) -> str:
     return next((kind for glob, kind in package.kinds if fnmatch.fnmatch(relative_path, glob)), package.kind)
+
+
+def unpack_resource_bundles(root: Path, package: PhotoPackage) -> None:
+    """Write the files of every Qt resource bundle the package's globs name next to it, under a
+    folder named like the bundle (``x.rcc`` -> ``x/<path inside the bundle>``)."""
+    bundles = [path for path in sorted(root.rglob("*.rcc")) if matches_any(path.relative_to(root).as_posix(), package.resource_bundles)]
+    for bundle in bundles:
+        for inner_path, content in read_qt_resources(bundle).items():
+            target = bundle.with_suffix("") / inner_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
 
 
 def list_images(root: Path, package: PhotoPackage) -> list[str]:
@@ -286,6 +312,7 @@ def download_pool(destination: Path, packages: tuple[PhotoPackage, ...], shared:
             continue
         with tempfile.TemporaryDirectory(prefix=f"photos-{package.name}-") as folder:
             root, version = fetch_package(package.name, Path(folder), cache)
+            unpack_resource_bundles(root, package)
             rows = take_images(root, package, version, destination, excluded_names, thumbnails, taken)
         write_csv_atomically(rows, done)
         print(f"{package.name} {version}: {len(rows)} images", flush=True)
@@ -300,6 +327,7 @@ def write_manifest(destination: Path, packages: tuple[PhotoPackage, ...]) -> lis
             with done.open(newline="") as file:
                 rows.extend(csv.DictReader(file))
     write_csv_atomically(rows, destination / "manifest.csv")
+    write_text_atomic(destination / "PRETRAIN_PHOTOS.md", pool_summary(rows))
     return rows
 
 

@@ -4,11 +4,13 @@ near-duplicate detection, largest-size selection, licences and the manifest."""
 from __future__ import annotations
 
 import csv
+import io
 
 import numpy as np
 from PIL import Image
 
 from engine.training import photo_download as download
+from tests.training.resource_bundles import write_bundle
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 
@@ -153,3 +155,45 @@ def test_flat_images_of_different_colours_are_not_duplicates():
 def test_a_file_named_in_another_source_folder_gets_its_own_licence():
     text = COPYRIGHT + "\nFiles: 16.04/Bridge.jpg\nCopyright: x\nLicense: CC-BY-4.0\n"
     assert download.licence_for("usr/share/backgrounds/Bridge.jpg", text) == "CC-BY-4.0"
+
+
+def test_images_inside_resource_bundles_are_taken_with_the_licence_of_their_source_path(tmp_path):
+    def encoded(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="WEBP", lossless=True)
+        return buffer.getvalue()
+
+    root, destination = tmp_path / "root", tmp_path / "dest"
+    destination.mkdir()
+    bundles = root / "usr/share/game/rcc"
+    bundles.mkdir(parents=True)
+    resources = {"game": {"src": {"activities": {"monuments": {"resource": {"tower.webp": encoded(noise_image(11))}},
+                                                 "words": {"resource": {"pig.webp": encoded(noise_image(12))}}}}}}
+    write_bundle(bundles / "activities.rcc", resources)
+    (root / "usr/share/doc/game-data").mkdir(parents=True)
+    (root / "usr/share/doc/game-data/copyright").write_text(
+        COPYRIGHT + "\nFiles: src/activities/monuments/resource/*\nCopyright: x\nLicense: CC-BY-SA-3.0\n")
+    package = download.PhotoPackage("game-data", "artwork", ("usr/share/game/rcc/*",), kinds=(("*/monuments/*", "photo"),),
+                                    resource_bundles=("usr/share/game/rcc/*.rcc",))
+    download.unpack_resource_bundles(root, package)
+    rows = download.take_images(root, package, "1.0-1", destination, set(), [], set())
+    by_file = {row["file"]: row for row in rows}
+    assert set(by_file) == {"game-data-tower.jpg", "game-data-pig.jpg"}
+    assert by_file["game-data-tower.jpg"]["original_path"] == "/usr/share/game/rcc/activities/game/src/activities/monuments/resource/tower.webp"
+    assert (by_file["game-data-tower.jpg"]["licence"], by_file["game-data-tower.jpg"]["kind"]) == ("CC-BY-SA-3.0", "photo")
+    assert (by_file["game-data-pig.jpg"]["licence"], by_file["game-data-pig.jpg"]["kind"]) == ("GPL-2+", "artwork")
+
+
+def test_the_pool_summary_counts_images_per_package_kind_and_licence(tmp_path):
+    done = tmp_path / ".packages"
+    done.mkdir()
+    row = {field: "x" for field in download.MANIFEST_FIELDS}
+    download.write_csv_atomically([{**row, "file": "a.jpg", "package": "pkg", "package_version": "1", "kind": "photo", "licence": "GPL-2"},
+                                   {**row, "file": "b.jpg", "package": "pkg", "package_version": "1", "kind": "photo", "licence": "CC0-1.0"},
+                                   {**row, "file": "c.jpg", "package": "pkg", "package_version": "1", "kind": "texture", "licence": "GPL-2"}],
+                                  done / "pkg.csv")
+    download.write_manifest(tmp_path, (download.PhotoPackage("pkg", "photo"),))
+    summary = (tmp_path / "PRETRAIN_PHOTOS.md").read_text()
+    assert "| pkg | 1 | photo | 2 | CC0-1.0, GPL-2 |" in summary
+    assert "| pkg | 1 | texture | 1 | GPL-2 |" in summary
+    assert "| photo | 2 |" in summary and "| **total** | **3** |" in summary
