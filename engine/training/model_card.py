@@ -82,6 +82,13 @@ def design(model: dict) -> str:
     return DESIGN + extra + (GROWTH if extra else "")
 
 
+def steps_taken(config: dict) -> str:
+    """The run's steps, and the schedule's length when the run stopped early (``stop_at``)."""
+    if config.get("stop_at"):
+        return f"{config['stop_at']} of a {config['steps']}-step schedule (stopped early)"
+    return str(config["steps"])
+
+
 def _training(config: dict) -> str:
     if config["steps"] == 0:
         return (f"Not trained further: `{config['init_from']}` grown into this version, so its new outputs start at zero "
@@ -107,7 +114,7 @@ def summary_row(facts: dict, metrics: dict) -> dict:
     config = facts["pretrain"]
     edits = metrics["generic_edits"].values()
     blocks = metrics.get("blockiness", {})
-    return {"version": facts.get("model", {}).get("version", 1), "parameters": facts["parameters"], "steps": config["steps"],
+    return {"version": facts.get("model", {}).get("version", 1), "parameters": facts["parameters"], "steps": config.get("stop_at") or config["steps"],
             "wall_min": round(facts["pretrain_wall_time_s"] / 60, 1), "photos": facts.get("training_photos", 72),
             "identity_db": metrics["identity_psnr_fp32"]["mean"],
             "generic_above_unedited": f"{sum(e['model_psnr'] > e['unedited_psnr'] for e in edits)} of {len(edits)}",
@@ -170,7 +177,7 @@ works out of the box on a CPU with no download. Files: `model.safetensors` (weig
     ("Architecture", "FLUX DiT (diffusers FluxTransformer2DModel), pixel space, 8x8 patches, source in channels"),
     ("Parameters", f"{facts['parameters']:,}"),
     ("Preset", config["preset"]),
-    ("Training steps", f"{config['steps']} at batch {config['batch_size']}"
+    ("Training steps", f"{steps_taken(config)} at batch {config['batch_size']}"
                        + (f", continuing `{config['init_from']}`" if config.get("init_from") else "")),
     ("Training wall time", f"{facts['pretrain_wall_time_s'] / 60:.1f} min on a 2-core CPU machine, shared with other work"),
     ("Seed", str(config["seed"])),

@@ -30,6 +30,7 @@ import torch
 from accelerate import Accelerator
 
 from engine.core.configuration import option, require, to_dict
+from engine.core.errors import ConfigError
 from engine.core.files import write_text_atomic
 from engine.models.backbones.base import Condition
 from engine.models.backbones.embedded.backbone import ASSETS, EmbeddedBackbone
@@ -67,6 +68,9 @@ class PretrainConfig:
     extra_share: float = option(0.5, "Share of crops drawn from extra_photos (the rest from photos), so a large pool of "
                                      "astronomy and artwork does not outweigh the everyday photos.")
     grid_shift: bool = option(False, "Move the patch grid by a random 0..p-1 px offset per step, so no pixel border is always a patch border.")
+    stop_at: int = option(0, "Stop after this many steps and write the model, the schedule still that of `steps` (a run "
+                             "cut short at one of its checkpoints; resuming with a later stop_at, or none, goes on exactly); "
+                             "0 runs every step.")
     bf16: bool = option(False, "Run forward and backward passes in bfloat16 autocast (weights and optimizer stay fp32).")
 
     def __post_init__(self) -> None:
@@ -77,6 +81,7 @@ class PretrainConfig:
         require(0 <= self.identity_fraction + self.generate_fraction <= 1, "identity and generate fractions must sum to at most 1")
         require(0 <= self.extra_share <= 1, "extra_share must lie in [0, 1]")
         require(0 < self.ema_decay < 1, "ema_decay must lie in (0, 1)")
+        require(0 <= self.stop_at <= self.steps, "stop_at must lie between 0 (no stop) and steps")
         require(self.shipped_weights in ("raw", "ema"), "shipped_weights must be 'raw' or 'ema'")
 
 
@@ -102,6 +107,11 @@ def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, in
         sources.append(torch.zeros_like(photo) if source is None else source * 2 - 1)
         ids.append(known.index(name))
     return torch.stack(targets), torch.stack(sources), torch.tensor(ids)
+
+
+def trained_steps(config: PretrainConfig) -> int:
+    """The steps a run takes: all of ``steps``, or the first ``stop_at`` of them."""
+    return config.stop_at or config.steps
 
 
 def learning_rate_at(config: PretrainConfig, step: int) -> float:
@@ -151,12 +161,15 @@ def pretrain(config: PretrainConfig, log=print, facts: dict | None = None) -> Em
     groups, optimizers = {"model": model.state_dict(), "ema": ema}, {"model": (optimizer, parameters)}
     record = load_checkpoint(run_folder, groups, optimizers)
     start = record["step"] if record else 0
+    if start > trained_steps(config):
+        raise ConfigError(f"{run_folder} holds a checkpoint of step {start}, past the {trained_steps(config)} steps asked for: "
+                          "give a later stop_at, or another run folder")
     accelerator = Accelerator(cpu=True)
     model, optimizer = accelerator.prepare(model, optimizer)
     run_folder.mkdir(parents=True, exist_ok=True)
     log_file = (run_folder / "log.jsonl").open("a")
     began = time.time()
-    for step in range(start, config.steps):
+    for step in range(start, trained_steps(config)):
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         size = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
         targets, sources, ids = task_batch(config, sampler, size, generator)
@@ -183,7 +196,7 @@ def pretrain(config: PretrainConfig, log=print, facts: dict | None = None) -> Em
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log(f"step {step + 1}/{config.steps} loss {loss.item():.4f} ({elapsed / (step + 1 - start):.2f} s/step)")
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == trained_steps(config):
             save_checkpoint(run_folder, step + 1, {"model": accelerator.unwrap_model(model).state_dict(), "ema": ema}, optimizers)
     log_file.close()
     final = EmbeddedBackbone.from_config(config.preset)

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from engine.adapters.lora.files import read_lora_file
 from engine.rendering.full_resolution import RenderSettings
+from engine.rendering.render_choice import GUIDED_CANDIDATES
 from studio import library_run
 from studio.app import build_studio
 from tests.studio.studio_fixtures import styled_context
@@ -55,7 +56,8 @@ def test_the_render_menu_shows_the_styles_render_and_sets_it_by_hand(context) ->
     shown = library_run.current_render(context, "ink")[0]
     assert shown["value"] == "guided, radius 2, ε 0.001" and shown["value"] in shown["choices"]
     assert "resize (bicubic upscaling)" in shown["choices"] and library_run.TILED_OPTION in shown["choices"]
-    assert len(shown["choices"]) == 14
+    assert len(shown["choices"]) == len(GUIDED_CANDIDATES) + 2  # every guided candidate, tiled and resize
+    assert "guided, radius 2, ε 0.001, leaning flat" in shown["choices"]
     details, status, version = library_run.set_render(context, "ink", "guided, radius 4, ε 0.001, detail 0.5", 7)
     assert version == 8 and "now reaches the photo's size" in status and "(set by hand)" in details
     settings = context.library.get_style("ink").render_settings

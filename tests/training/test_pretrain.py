@@ -75,6 +75,24 @@ def test_resumed_pretraining_equals_a_straight_run(tmp_path, monkeypatch):
         torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=1e-5)
 
 
+def test_a_run_stopped_early_writes_its_model_and_then_goes_on_exactly(tmp_path):
+    photos = random_photos(tmp_path / "photos")
+    common = ["--preset", "tiny", "--batch-size", "2", "--warmup-steps", "2", "--skip-eval", "--checkpoint-every", "3", "--steps", "6",
+              "--photos", str(photos)]
+    main([*common, "--run-folder", str(tmp_path / "straight"), "--output", str(tmp_path / "straight-model")])
+    main([*common, "--stop-at", "3", "--run-folder", str(tmp_path / "cut"), "--output", str(tmp_path / "cut-model")])
+    config = json.loads((tmp_path / "cut-model" / "config.json").read_text())["pretrain"]
+    assert (config["steps"], config["stop_at"]) == (6, 3)
+    with pytest.raises(ConfigError, match="checkpoint of step 3, past the 2 steps"):
+        main([*common, "--stop-at", "2", "--run-folder", str(tmp_path / "cut"), "--output", str(tmp_path / "cut-model")])
+    main([*common, "--run-folder", str(tmp_path / "cut"), "--output", str(tmp_path / "cut-model")])
+
+    straight = load_file(tmp_path / "straight-model" / "model.safetensors")
+    finished = load_file(tmp_path / "cut-model" / "model.safetensors")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(finished[name], tensor, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("preset, new_tensor", [("tiny-v2", "pixel_head.out.weight"), ("tiny-v3", "instruction_tokens.weight")])
 def test_grown_recipes_resume_exactly(tmp_path, monkeypatch, preset, new_tensor):
     photos = random_photos(tmp_path / "photos")
