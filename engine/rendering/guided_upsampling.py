@@ -20,8 +20,9 @@ guided filter, He & Sun 2015, "Fast Guided Filter", with the photo as a colour g
 
 A global affine colour transform is recovered exactly wherever a window's colours are not flat
 (the closed form ``tests/rendering/test_guided_upsampling.py`` checks); flat windows fall back to
-their mean colour (prior ``"flat"``) or to the photo shifted by their mean colour change (``"identity"``). Structure the edit draws (lines, strokes) is not an affine function of
-the photo's colours, so it is blurred to the window size: such styles need a larger working size.
+their mean colour (prior ``"flat"``) or to the photo shifted by their mean colour change
+(``"identity"``). Structure the edit draws (lines, strokes) is not an affine function of the
+photo's colours, so it is blurred to the window size: such styles need a larger working size.
 
 Peak memory is bounded by the strip: a few ``3 x strip_rows x width`` float temporaries beside the
 photo and the result, whatever the photo's height.
