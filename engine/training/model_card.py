@@ -62,11 +62,11 @@ VERSION_DESIGN = {
   numbers that are the same everywhere (`docs/decisions/2026-12-07-guided-detail-gains.md`).
 """,
     "generation_grid_shift": """\
-- **Version 5: a moving grid in generation.** With no photo to anchor it, a patch grid that stays
-  in place draws a mosaic of squares; a generation moves it by a different 0-7 px offset at every
-  step (edits keep it still, so an identity edit stays exact), and the run trains with the grid
-  moved by a random offset per step, on the Debian photo pool besides the shared photos
-  (`docs/decisions/2026-12-07-version-5.md`).
+- **A moving grid in generation.** With no photo to anchor it, a patch grid that stays in place
+  draws a mosaic of squares; a generation moves it by a different 0-7 px offset at every step
+  (edits keep it still, so an identity edit stays exact). Version 4 ships with it switched on and
+  no training for it; version 5 was trained with the grid moved by a random offset per step, on
+  the Debian photo pool besides the shared photos (`docs/decisions/2026-12-07-version-5.md`).
 """,
 }
 GROWTH = """\
