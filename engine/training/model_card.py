@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.core.files import write_text_atomic
+from engine.training.schedules import steps_run
 
 HISTORY_FILE = "history.json"
 
@@ -82,15 +83,10 @@ def design(model: dict) -> str:
     return DESIGN + extra + (GROWTH if extra else "")
 
 
-def steps_run(config: dict) -> int:
-    """The steps a run took: ``stop_at`` when it stopped early, else all of ``steps``."""
-    return config.get("stop_at") or config["steps"]
-
-
 def steps_taken(config: dict) -> str:
     """The run's steps, and the schedule's length when the run stopped early (``stop_at``)."""
     if config.get("stop_at"):
-        return f"{steps_run(config)} of a {config['steps']}-step schedule (stopped early)"
+        return f"{steps_run(config['steps'], config['stop_at'])} of a {config['steps']}-step schedule (stopped early)"
     return str(config["steps"])
 
 
@@ -119,7 +115,7 @@ def summary_row(facts: dict, metrics: dict) -> dict:
     config = facts["pretrain"]
     edits = metrics["generic_edits"].values()
     blocks = metrics.get("blockiness", {})
-    return {"version": facts.get("model", {}).get("version", 1), "parameters": facts["parameters"], "steps": steps_run(config),
+    return {"version": facts.get("model", {}).get("version", 1), "parameters": facts["parameters"], "steps": steps_run(config["steps"], config.get("stop_at", 0)),
             "wall_min": round(facts["pretrain_wall_time_s"] / 60, 1), "photos": facts.get("training_photos", 72),
             "identity_db": metrics["identity_psnr_fp32"]["mean"],
             "generic_above_unedited": f"{sum(e['model_psnr'] > e['unedited_psnr'] for e in edits)} of {len(edits)}",

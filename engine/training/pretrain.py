@@ -41,7 +41,7 @@ from engine.training.generic_edits import GENERIC_EDIT_FUNCTIONS
 from engine.training.model_growth import grow_into
 from engine.training.photo_pool import SHARED_PHOTOS, CropSampler, buckets, load_photos, split
 from engine.training.restoration_edits import RESTORATION_DEGRADATIONS
-from engine.training.schedules import sample_timesteps, warmup_cosine
+from engine.training.schedules import sample_timesteps, steps_run, warmup_cosine
 
 
 @dataclass
@@ -109,11 +109,6 @@ def task_batch(config: PretrainConfig, sampler: CropSampler, size: tuple[int, in
     return torch.stack(targets), torch.stack(sources), torch.tensor(ids)
 
 
-def trained_steps(config: PretrainConfig) -> int:
-    """The steps a run takes: all of ``steps``, or the first ``stop_at`` of them."""
-    return config.stop_at or config.steps
-
-
 def learning_rate_at(config: PretrainConfig, step: int) -> float:
     return warmup_cosine(config.learning_rate, config.warmup_steps, config.steps, step)
 
@@ -161,15 +156,16 @@ def pretrain(config: PretrainConfig, log=print, facts: dict | None = None) -> Em
     groups, optimizers = {"model": model.state_dict(), "ema": ema}, {"model": (optimizer, parameters)}
     record = load_checkpoint(run_folder, groups, optimizers)
     start = record["step"] if record else 0
-    if start > trained_steps(config):
-        raise ConfigError(f"{run_folder} holds a checkpoint of step {start}, past the {trained_steps(config)} steps asked for: "
+    last_step = steps_run(config.steps, config.stop_at)
+    if start > last_step:
+        raise ConfigError(f"{run_folder} holds a checkpoint of step {start}, past the {last_step} steps asked for: "
                           "give a later stop_at, or another run folder")
     accelerator = Accelerator(cpu=True)
     model, optimizer = accelerator.prepare(model, optimizer)
     run_folder.mkdir(parents=True, exist_ok=True)
     log_file = (run_folder / "log.jsonl").open("a")
     began = time.time()
-    for step in range(start, trained_steps(config)):
+    for step in range(start, last_step):
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         size = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
         targets, sources, ids = task_batch(config, sampler, size, generator)
@@ -196,7 +192,7 @@ def pretrain(config: PretrainConfig, log=print, facts: dict | None = None) -> Em
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log(f"step {step + 1}/{config.steps} loss {loss.item():.4f} ({elapsed / (step + 1 - start):.2f} s/step)")
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == trained_steps(config):
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == last_step:
             save_checkpoint(run_folder, step + 1, {"model": accelerator.unwrap_model(model).state_dict(), "ema": ema}, optimizers)
     log_file.close()
     final = EmbeddedBackbone.from_config(config.preset)

@@ -38,3 +38,9 @@ def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, step: int) -
         return peak * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def steps_run(steps: int, stop_at: int) -> int:
+    """The steps a run takes of its ``steps``-step schedule: the first ``stop_at`` when it is cut
+    short at one of its checkpoints (``stop_at`` > 0), else all of them."""
+    return stop_at or steps
